@@ -1,0 +1,5 @@
+import sys
+
+from molmoact2.cli import main
+
+sys.exit(main())

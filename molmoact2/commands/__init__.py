@@ -1,0 +1,1 @@
+"""Subcommands of the `molmoact2` CLI, one module each (see `molmoact2.cli`)."""

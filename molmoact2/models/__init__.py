@@ -1,0 +1,1 @@
+"""Models: the shared record types (`base`) and the backends that produce Steps."""

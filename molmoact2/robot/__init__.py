@@ -1,0 +1,1 @@
+"""Worlds: robots (and the safety guard between any policy and any world)."""

@@ -15,6 +15,11 @@ import molmoact2
 # Order = order in `--help`. A feature adds its module here.
 COMMAND_MODULES = [
     "molmoact2.commands.app",
+    "molmoact2.commands.fast",
+    "molmoact2.commands.serve",
+    "molmoact2.commands.depth",
+    "molmoact2.commands.rrd",
+    "molmoact2.commands.sim",
 ]
 
 

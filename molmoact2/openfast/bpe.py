@@ -124,6 +124,7 @@ class Vocabulary:
         for token, i in vocab.items():
             self.id_to_token[i] = token
         self.token_to_id = vocab
+        self.dense = all(t is not None for t in self.id_to_token)  # ids 0..size-1 all assigned
         self._encodable: dict[int, bool] = {}
 
     def token_bytes(self, token_id: int) -> bytes:

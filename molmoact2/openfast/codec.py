@@ -49,11 +49,16 @@ def to_code_points(flat_integers: np.ndarray, min_token: int) -> tuple[np.ndarra
 
 
 def code_points_to_text(code_points: np.ndarray) -> str:
-    return "".join(map(chr, np.asarray(code_points, dtype=np.int64).tolist()))
+    """chr() of every value (via UTF-32, which is chr() vectorized: one 4-byte unit per code point)."""
+    cp = np.asarray(code_points, dtype=np.int64)
+    if cp.size and (cp.min() < 0 or cp.max() > 0x10FFFF or ((cp >= 0xD800) & (cp <= 0xDFFF)).any()):
+        return "".join(map(chr, cp.tolist()))  # let chr() raise / keep surrogates exactly as the reference would
+    return cp.astype("<u4").tobytes().decode("utf-32-le")
 
 
 def text_to_integers(text: str, min_token: int) -> np.ndarray:
-    return np.fromiter((ord(c) for c in text), dtype=np.int64, count=len(text)) + int(min_token)
+    """ord() of every character, plus min_token."""
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4").astype(np.int64) + int(min_token)
 
 
 def actions_to_integers(actions: np.ndarray, scale: float) -> np.ndarray:

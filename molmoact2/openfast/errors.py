@@ -66,8 +66,9 @@ class DecodeDiagnostics:
     @property
     def complete_frequencies(self) -> int:
         """How many whole frequency rows (all dims) arrived intact before the first problem."""
-        good = self.got_coefficients if self.diverged_at_coefficient is None else self.diverged_at_coefficient
-        return min(good, self.expected_coefficients) // max(self.action_dim, 1)
+        if self.received_mask is None:
+            return 0
+        return int(self.received_mask.all(axis=1).sum())
 
     def summary(self) -> str:
         head = (

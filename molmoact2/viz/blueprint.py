@@ -40,7 +40,7 @@ def default_blueprint(
     plots = rrb.Vertical(
         rrb.TimeSeriesView(
             origin=L.ACTIONS,
-            contents=["$origin/**", f"- {L.ACTION_CHUNK_PLOT}"],
+            contents=["$origin/**", "- $origin/chunk_plot"],
             name=actions_title,
         ),
         rrb.Spatial2DView(origin=L.ACTION_CHUNK_PLOT, name="action chunk (x: chunk step, up: value)"),
@@ -59,7 +59,7 @@ def default_blueprint(
     return rrb.Blueprint(
         rrb.Horizontal(
             rrb.Vertical(*camera_views, name="cameras"),
-            rrb.Vertical(depth_row, scene, row_shares=[1, 2], name="depth and scene"),
+            rrb.Vertical(depth_row, scene, row_shares=[2, 3], name="depth and scene"),
             plots,
             column_shares=[2, 2, 2],
         ),

@@ -1,0 +1,60 @@
+"""Run a chunk-producing policy (a scripted expert, or anything with `act(obs) -> [H, D]`) in a SimEnv.
+
+One loop for evaluation, recording and the app: the callback sees every executed step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from molmoact2.models.base import Observation
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    seed: int
+    instruction: str
+    success: bool
+    steps: int
+    actions: list[np.ndarray] = field(default_factory=list)  # executed (requested) action per step
+    states: list[np.ndarray] = field(default_factory=list)  # state observed BEFORE each action
+
+
+def run_episode(
+    env,
+    seed: int,
+    policy=None,
+    on_step: Callable[[int, Observation, np.ndarray, dict], None] | None = None,
+    on_chunk: Callable[[Observation, np.ndarray], None] | None = None,
+    keep: bool = False,
+) -> EpisodeResult:
+    """Reset `env` to `seed` and run `policy` (default: the env's scripted expert) until success or time limit.
+
+    `on_step(i, obs_before, action, info_after)` is called for each executed step; `on_chunk(obs, chunk)`
+    once per predicted chunk. With `keep=True` the result holds the state/action series.
+    """
+    obs, info = env.reset(seed)
+    policy = policy if policy is not None else env.expert()
+    result = EpisodeResult(env.task.name, seed, env.instruction, False, 0)
+    while True:
+        chunk = np.asarray(policy.act(obs))
+        if chunk.ndim != 2 or chunk.shape[1] != env.action_dim or len(chunk) == 0:
+            raise ValueError(f"policy.act: expected a chunk [H>0, {env.action_dim}], got {list(chunk.shape)}")
+        if on_chunk:
+            on_chunk(obs, chunk)
+        for action in chunk:
+            prev = obs
+            obs, reward, terminated, truncated, info = env.step(action)
+            if keep:
+                result.states.append(np.asarray(prev.state, np.float32))
+                result.actions.append(np.asarray(action, np.float32))
+            if on_step:
+                on_step(result.steps, prev, action, info)
+            result.steps += 1
+            if terminated or truncated:
+                result.success = bool(info["success"])
+                return result

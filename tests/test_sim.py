@@ -1,0 +1,99 @@
+"""make_env / reset / step / rendering of the single-arm SO-101 world (real MuJoCo, EGL)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import molmoact2  # noqa: F401  (offline env: MUJOCO_GL=egl before mujoco is imported)
+from molmoact2.models.base import Observation
+from molmoact2.sim import make_env, task_names
+from molmoact2.sim.units import FEATURE_NAMES
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = make_env("pick_place", seed=3, image_size=96)
+    yield e
+    e.close()
+
+
+def test_reset_returns_observation_with_both_cameras(env):
+    obs, info = env.reset(3)
+    assert isinstance(obs, Observation)
+    assert list(obs.cameras) == ["front", "wrist"] and obs.main_camera == "front"
+    assert obs.state.shape == (6,) and obs.state_names == FEATURE_NAMES
+    assert "bin" in obs.instruction and info["target"] in obs.instruction
+    for name, frame in obs.cameras.items():
+        assert frame.rgb.shape == (96, 96, 3) and frame.rgb.dtype == np.uint8
+        assert frame.depth_m.shape == (96, 96) and frame.depth_m.dtype == np.float32
+        finite = frame.depth_m[np.isfinite(frame.depth_m)]
+        assert finite.size > 0.5 * frame.depth_m.size and finite.min() > 0.005 and finite.max() < 5.0
+        assert frame.segmentation.shape == (96, 96)
+        assert frame.K.shape == (3, 3) and frame.T_world_cam.shape == (4, 4)
+        assert frame.rgb.std() > 5  # not a blank image
+    labels = info["segmentation_labels"]
+    seg = obs.cameras["front"].segmentation
+    assert labels.index("table") in seg and labels.index("bin") in seg
+
+
+def test_same_seed_same_scene_and_different_seed_differs(env):
+    a, _ = env.reset(11)
+    b, _ = env.reset(11)
+    c, _ = env.reset(12)
+    assert np.array_equal(a.cameras["front"].rgb, b.cameras["front"].rgb)
+    assert not np.array_equal(a.cameras["front"].rgb, c.cameras["front"].rgb)
+
+
+def test_depth_and_intrinsics_agree_with_object_position(env):
+    """Back-project the target object's segmentation pixels with K, T_world_cam and depth: they land on the object."""
+    obs, info = env.reset(5)
+    frame = obs.cameras["front"]
+    label = info["segmentation_labels"].index(info["target"])
+    v, u = np.nonzero(frame.segmentation == label)
+    assert len(u) > 5, "target object should be visible in the front camera"
+    z = frame.depth_m[v, u]
+    pts_cam = np.stack([(u - frame.K[0, 2]) * z / frame.K[0, 0], (v - frame.K[1, 2]) * z / frame.K[1, 1], z], 1)
+    pts = pts_cam @ frame.T_world_cam[:3, :3].T + frame.T_world_cam[:3, 3]
+    centre = env.object_pos(info["target"])
+    assert np.linalg.norm(pts.mean(0)[:2] - centre[:2]) < 0.025
+    assert np.all(pts[:, 2] > -0.005) and np.all(pts[:, 2] < 0.06)
+
+
+def test_step_holds_pose_and_reports_clipping(env):
+    obs, _ = env.reset(3)
+    target = obs.state.copy()
+    for _ in range(10):
+        obs, reward, terminated, truncated, info = env.step(target)
+    assert np.abs(obs.state[:5] - target[:5]).max() < 3.0
+    assert not info["clipped"]
+    over = target.copy()
+    over[1] = 180.0
+    _, _, _, _, info = env.step(over)
+    assert info["clipped"] and info["clipped_dims"] == ["shoulder_lift.pos"]
+    assert info["applied_action"][1] == 100.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros(5), np.zeros((2, 6)), np.full(6, np.nan)])
+def test_bad_actions_raise_with_expected_shape(env, bad):
+    env.reset(3)
+    with pytest.raises(ValueError, match=r"expected|NaN"):
+        env.step(bad)
+
+
+def test_unknown_task_lists_valid_ones():
+    with pytest.raises(ValueError, match="valid tasks: .*pick_place.*touch"):
+        make_env("fly_to_the_moon")
+    assert {"touch", "pick_place", "push_left", "push_right"} <= set(task_names())
+
+
+def test_time_limit_truncates():
+    env = make_env("touch", seed=0, image_size=32, cameras=("front",), depth=False, segmentation=False)
+    obs, _ = env.reset(0)
+    hold = obs.state.copy()
+    truncated = False
+    for _ in range(env.time_limit_steps):
+        obs, reward, terminated, truncated, info = env.step(hold)
+        assert not terminated
+    assert truncated and reward == 0.0
+    env.close()

@@ -16,6 +16,7 @@ TABS = [
     "app.tabs.inspector",
     "app.tabs.think",
     "app.tabs.openfast",
+    "app.tabs.simulator",
 ]
 
 

@@ -616,10 +616,15 @@ def _sizes(w: int, h: int, radius_px: float | None) -> tuple[float, int]:
     return float(r), max(1, int(round(r / 2)))
 
 
-def _text(draw: Any, xy: tuple[float, float], s: str, color: tuple[int, int, int]) -> None:
+def _font_px(w: int, h: int) -> int:
+    return max(10, round(0.035 * min(w, h)))
+
+
+def _text(draw: Any, xy: tuple[float, float], s: str, color: tuple[int, int, int], size_px: int = 14) -> None:
     from PIL import ImageFont
 
-    font = ImageFont.load_default()
+    # Pillow's built-in scalable font: readable labels at any image size, no font file to ship.
+    font = ImageFont.load_default(size=size_px)
     box = draw.textbbox(xy, s, font=font)
     draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(0, 0, 0))  # readable on any background
     draw.text(xy, s, fill=color, font=font)
@@ -642,7 +647,7 @@ def draw_points_px(image: Any, points_px: Any, *, numbers: Sequence[int] | None 
     for (x, y), k in zip(pts, nums):
         c = color_for(k)
         draw.ellipse((x - r, y - r, x + r, y + r), fill=c, outline=(255, 255, 255))
-        _text(draw, (x + r + 1, y - r - 1), str(k), c)
+        _text(draw, (x + r + 1, y - r - 1), str(k), c, size_px=_font_px(w, h))
     return np.asarray(im, dtype=np.uint8)
 
 
@@ -665,7 +670,7 @@ def draw_boxes_px(image: Any, boxes_xyxy_px: Any, *, labels: Sequence[str] | Non
     for (x1, y1, x2, y2), k, lab in zip(boxes, nums, labs):
         c = color_for(k)
         draw.rectangle((x1, y1, x2, y2), outline=c, width=lw)
-        _text(draw, (x1 + lw + 1, y1 + lw + 1), f"{k} {lab}".strip(), c)
+        _text(draw, (x1 + lw + 1, y1 + lw + 1), f"{k} {lab}".strip(), c, size_px=_font_px(w, h))
     return np.asarray(im, dtype=np.uint8)
 
 

@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/build_openfast_asset.py --episodes-per-task 8 --out assets/openfast_so101_sim
 
-Demos come from the scripted expert of `molmoact2.sim` (all single-arm SO-101 tasks, seeds 0..N-1),
-or from a LeRobot dataset given with --demos (e.g. one written by `molmoact2 sim record`).
+Demos are recorded with `molmoact2 sim record` (the scripted expert, one LeRobot v3.0 dataset per
+single-arm SO-101 task, successful episodes from seed 0 on), or read from existing LeRobot datasets
+given with --demos DIR [DIR ...].
 Writes the tokenizer files (released FAST layout), normalization.json (1-99 % stats), the demo
 actions (demo_actions.npz, used by the app tab and the bench) and a README with this command.
 """
@@ -12,46 +13,28 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def collect_expert_demos(tasks: list[str], episodes_per_task: int) -> tuple[list[np.ndarray], list[dict], list[str]]:
-    """Run the scripted expert closed-loop in MuJoCo; return the commanded actions of each episode."""
-    from tqdm import tqdm
-
-    from molmoact2.sim import make_env
-
-    episodes, meta, names = [], [], None
+def record_demos(tasks: list[str], episodes_per_task: int, image_size: int, workdir: Path) -> list[Path]:
+    """`molmoact2 sim record` once per task (successful expert episodes, seeds from 0), as LeRobot datasets."""
+    dirs = []
     for task in tasks:
-        for seed in tqdm(range(episodes_per_task), desc=f"expert demos: {task}"):
-            # Small single-camera renders: only the actions are kept, rendering is the env's fixed cost.
-            env = make_env(task, seed=seed, image_size=64, cameras=("front",), depth=False, segmentation=False)
-            try:
-                obs, _ = env.reset(seed=seed)
-                names = list(env.action_names)
-                expert, actions, success = env.expert(), [], False
-                while len(actions) < env.time_limit_steps:
-                    chunk = expert.act(obs)
-                    for a in chunk:
-                        obs, _, terminated, truncated, _ = env.step(a)
-                        actions.append(np.asarray(a, dtype=np.float32))
-                        if terminated or truncated:
-                            break
-                    if terminated or truncated or expert.done:
-                        success = bool(terminated)
-                        break
-            finally:
-                env.close()
-            episodes.append(np.stack(actions))
-            meta.append({"task": task, "seed": seed, "steps": len(actions), "success": success})
-    return episodes, meta, names or []
+        out = workdir / f"demos_{task}"
+        cmd = [sys.executable, "-m", "molmoact2", "sim", "record", "--task", task, "--episodes",
+               str(episodes_per_task), "--image-size", str(image_size), "--out", str(out)]
+        print("+", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        dirs.append(out)
+    return dirs
 
 
 def main() -> int:
@@ -59,7 +42,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "assets" / "openfast_so101_sim"))
     ap.add_argument("--episodes-per-task", type=int, default=8)
     ap.add_argument("--tasks", default="pick_place,push_left,push_right,touch")
-    ap.add_argument("--demos", help="use this LeRobot dataset's actions instead of running the expert")
+    ap.add_argument("--demos", nargs="+", help="use these LeRobot datasets instead of recording new demos")
+    ap.add_argument("--image-size", type=int, default=64, help="camera size while recording (only actions are kept)")
     ap.add_argument("--scale", type=float, default=10)
     ap.add_argument("--vocab-size", type=int, default=1024)
     args = ap.parse_args()
@@ -68,16 +52,23 @@ def main() -> int:
     from molmoact2.openfast.training import fit_on_episodes, save_outcome
 
     t0 = time.perf_counter()
+    tasks = [t for t in args.tasks.split(",") if t]
     if args.demos:
-        src = load_actions(args.demos)
-        episodes, names, fps = src.episodes, src.names, src.fps or 30.0
-        meta = [{"source": src.description}]
-        described = f"LeRobot demos {args.demos}"
+        dirs = [Path(d) for d in args.demos]
+        described = "LeRobot demos " + ", ".join(d.name for d in dirs)
     else:
-        tasks = [t for t in args.tasks.split(",") if t]
-        episodes, meta, names = collect_expert_demos(tasks, args.episodes_per_task)
-        fps = 30.0
-        described = f"molmoact2.sim scripted expert, tasks {tasks}, seeds 0..{args.episodes_per_task - 1}"
+        workdir = Path(tempfile.mkdtemp(prefix="openfast-demos-"))
+        dirs = record_demos(tasks, args.episodes_per_task, args.image_size, workdir)
+        described = (f"`molmoact2 sim record` scripted-expert demos, tasks {', '.join(tasks)}, "
+                     f"{args.episodes_per_task} successful episodes each")
+    episodes, meta, names, fps = [], [], None, None
+    for d in dirs:
+        src = load_actions(d)
+        episodes += src.episodes
+        names, fps = src.names, src.fps or 30.0
+        meta += [{"dataset": d.name, "episode": i, "steps": len(e)} for i, e in enumerate(src.episodes)]
+    if not args.demos:
+        shutil.rmtree(workdir)  # the recorded frames are not needed: demo_actions.npz keeps the actions
     collect_s = time.perf_counter() - t0
     scale = int(args.scale) if float(args.scale).is_integer() else args.scale
     outcome = fit_on_episodes(episodes, int(round(fps)), scale=scale, vocab_size=args.vocab_size, stride=1,
@@ -88,18 +79,16 @@ def main() -> int:
     save_outcome(outcome, out, source=described, command=command)
     save_npz(out / "demo_actions.npz", episodes, fps=fps, names=names)
     s, p = outcome.stats, outcome.processor
-    successes = sum(1 for m in meta if m.get("success"))
-    rows = "\n".join(f"| {m['task']} | {m['seed']} | {m['steps']} | {m['success']} |" for m in meta if "task" in m)
+    rows = "\n".join(f"| {m['dataset']} | {m['episode']} | {m['steps']} |" for m in meta)
     (out / "README.md").write_text(f"""# openfast_so101_sim — a small OpenFAST tokenizer for the simulated SO-101
 
 Fitted on the **simulator's scripted-expert demos** ({described}); {len(episodes)} episodes,
-{sum(len(e) for e in episodes)} frames at {fps:g} fps{f", {successes} of them successful" if "task" in meta[0] else ""}.
+{sum(len(e) for e in episodes)} frames at {fps:g} fps.
 Actions are absolute joint targets in LeRobot SO-101 units ({", ".join(names)}).
-The demos are collected by running `molmoact2.sim`'s scripted expert closed-loop through its public API
-(`make_env(task, seed)`, `env.expert()`), i.e. the commanded actions a `molmoact2 sim record` dataset stores;
-pass `--demos DIR` to fit on such a recorded LeRobot dataset instead.
+Only the `action` column of the recorded datasets is used (the commanded joint targets); the datasets themselves
+are not shipped, `demo_actions.npz` keeps just their actions.
 
-Rebuild (deterministic given the simulator; took {collect_s:.0f} s to collect here):
+Rebuild (records the demos again, then fits; took {collect_s:.0f} s to record here):
 
     {command}
 
@@ -121,8 +110,8 @@ On its {s.num_chunks} training chunks (1-s windows, stride 1): {s.tokens_mean:.1
 max {s.max_rel_error_pct:.2f} %. Held-out figures: `bench/openfast.py`.
 
 ## Episodes
-| task | seed | steps | success |
-|---|---|---|---|
+| dataset | episode | steps |
+|---|---|---|
 {rows}
 """, encoding="utf-8")
     print(f"wrote {out} ({len(episodes)} episodes, {s.num_chunks} chunks, {s.tokens_mean:.1f} tokens/chunk, "

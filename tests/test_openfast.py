@@ -188,6 +188,22 @@ def test_released_layout_loads_without_running_remote_code(tmp_path, wide):
     assert np.array_equal(loaded.decode(loaded.encode(x), 30, 6), ReferenceFast(repo).decode(loaded.encode(x), 30, 6))
 
 
+def test_older_tokenizer_json_with_string_merges_gives_the_same_ids(tmp_path, wide):
+    """Older tokenizers versions (e.g. PI's Jan-2025 upload) may write merges as "a b" strings and omit newer
+    model keys; byte-level symbols never contain a space, so both forms are the same BPE."""
+    proc, d = wide
+    tj = json.loads((d / "tokenizer.json").read_text())
+    tj["model"]["merges"] = [" ".join(pair) for pair in tj["model"]["merges"]]
+    for key in ("ignore_merges", "byte_fallback", "fuse_unk"):
+        tj["model"].pop(key, None)
+    for f in ("processor_config.json", "tokenizer_config.json"):
+        (tmp_path / f).write_bytes((d / f).read_bytes())
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj))
+    old = OpenFastProcessor.load(tmp_path)
+    x = smooth_chunks(16, seed=17)
+    assert old.encode(x) == proc.encode(x) == ReferenceFast(tmp_path).encode(x)
+
+
 def test_transformers5_subfolder_layout_is_found(tmp_path, fitted):
     _, d = fitted
     (tmp_path / "bpe_tokenizer").mkdir()

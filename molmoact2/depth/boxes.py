@@ -32,7 +32,6 @@ def _xml(rng: np.random.Generator) -> str:
     return f"""<mujoco><visual><global offwidth="320" offheight="320"/></visual><worldbody>
 <light pos="0 0 2" dir="0 0 -1"/>
 <geom type="box" size="0.35 0.45 0.02" pos="0 0 -0.02" rgba="0.6 0.5 0.4 1"/>
-<geom type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.3 0.3 1"/>
 {chr(10).join(geoms)}
 <body name="mover" mocap="true" pos="0 -0.3 0.03"><geom type="box" size="0.03 0.03 0.03" rgba="0.9 0.15 0.15 1"/></body>
 <camera name="front" mode="targetbody" target="world" pos="{eye[0]:.3f} {eye[1]:.3f} {eye[2]:.3f}" fovy="{fovy:.1f}"/>

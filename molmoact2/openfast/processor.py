@@ -130,7 +130,11 @@ class OpenFastProcessor:
 
     # ------------------------------------------------------------------ encode
     def encode(self, actions: np.ndarray, *, on_out_of_range: str = "raise") -> list[list[int]]:
-        """[B, T, D] (or [T, D]) normalized actions -> B lists of ids (ragged)."""
+        """[B, T, D] (or [T, D]) normalized actions -> B lists of ids (ragged).
+
+        The DCT runs in the input's dtype, as in the reference. MolmoAct2's training pipeline casts chunks
+        to float32 first, so pass float32 to reproduce its ids bit for bit.
+        """
         return self.encode_detailed(actions, on_out_of_range=on_out_of_range).ids
 
     __call__ = encode
@@ -162,10 +166,13 @@ class OpenFastProcessor:
         positions = [(int(b), int(c), int(flat[b, c])) for b, c in zip(*np.nonzero(clipped | unencodable))]
         lo = self.min_token
         hi = "?" if self.max_token is None else self.max_token
-        shown = ", ".join(f"seq {b} coef {c} = {v}" for b, c, v in positions[:6])
+        def why(b: int, c: int) -> str:
+            return "below min_token" if clipped[b, c] else "never seen in training: its byte symbols are not in the vocab"
+
+        shown = ", ".join(f"seq {b} coef {c} = {v} ({why(b, c)})" for b, c, v in positions[:6])
         more = f" (+{len(positions) - 6} more)" if len(positions) > 6 else ""
         return EncodeRangeError(
-            f"OpenFAST encode: {len(positions)} quantized DCT value(s) outside what this tokenizer represents "
+            f"OpenFAST encode: {len(positions)} quantized DCT value(s) this tokenizer cannot represent "
             f"(trained integer range [{lo}, {hi}]): {shown}{more}. The reference encoder would clip values below "
             f"min_token and its BPE would silently drop unknown byte symbols, so the ids would decode to a "
             f"different chunk. Normalize actions to about [-1, 1] with the tokenizer's stats, lower `scale`, "

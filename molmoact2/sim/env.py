@@ -35,6 +35,7 @@ class WorldVariant:
     front_target: tuple[float, float, float] = (0.16, 0.0, 0.0)
     layout: object = None  # callable(rng, cfg, first_label) -> objects; None = default sampler
     extra_cameras: dict | None = None
+    home_units: tuple[float, ...] = (0.0, -35.0, 40.0, 55.0, 0.0, 25.0)  # per arm, robot units
 
 
 SO101 = WorldVariant()
@@ -111,7 +112,7 @@ class SimEnv:
             scene = build_scene(
                 scene_seed, self.scene_config, self.variant.mounts, layout=self.variant.layout,
                 front_eye=self.variant.front_eye, front_target=self.variant.front_target,
-                extra_cameras=self.variant.extra_cameras,
+                extra_cameras=self.variant.extra_cameras, home_units=self.variant.home_units,
             )
             instance = self.task.instantiate(scene, rng)
             if instance is not None:
@@ -291,7 +292,9 @@ def make_env(
     if task in _bimanual_tasks():
         from molmoact2.sim.bimanual import make_bimanual_env
 
-        return make_bimanual_env(task, seed=seed, image_size=image_size, depth=depth, segmentation=segmentation)
+        if tuple(cameras) == ("front", "wrist"):  # the single-arm default: use the bimanual three
+            cameras = ("front", "left_wrist", "right_wrist")
+        return make_bimanual_env(task, seed=seed, image_size=image_size, cameras=cameras, depth=depth, segmentation=segmentation)
     return SimEnv(task, seed=seed, image_size=image_size, cameras=cameras, depth=depth, segmentation=segmentation)
 
 

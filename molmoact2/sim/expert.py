@@ -167,7 +167,7 @@ class ScriptedExpert:
             self._next_phase += 1
             self._queue.extend(list(np.asarray(traj)))
         if not self._queue:  # finished: hold the final pose
-            self._queue = [self._last.copy()]
+            self._queue = [self._last.copy()] * self.chunk_size
         chunk = np.array(self._queue[: self.chunk_size], dtype=np.float32)
         self._queue = self._queue[self.chunk_size :]
         self._last = chunk[-1].astype(np.float64)
@@ -215,8 +215,10 @@ def touch_phases(env, target: str, arm: int = 0) -> list[Phase]:
     return [above, down, lambda P, s: P[arm].hold(s, 1.0)]
 
 
-def pick_phases(env, target: str, place: Callable[[], np.ndarray], arm: int = 0, retreat: bool = True) -> list[Phase]:
-    """Pick `target` and release it over `place()` (an xy target, evaluated when that phase starts)."""
+def pick_phases(env, target: str, place: Callable[[], np.ndarray], arm: int = 0, retreat: bool = True,
+                release_z: float = 0.07) -> list[Phase]:
+    """Pick `target` and release it at `place()` (an xy target, evaluated when that phase starts), with
+    the jaw midpoint at `release_z` (0.07 m: dropped into a bin; grasp height: set down on the table)."""
     state = {}
 
     def above(P, s):
@@ -247,7 +249,7 @@ def pick_phases(env, target: str, place: Callable[[], np.ndarray], arm: int = 0,
     def lower(P, s):
         p = P[arm]
         xy = place()
-        return p.line(s, [xy[0], xy[1], state.get("release_z", 0.07)], state["rot"])
+        return p.line(s, [xy[0], xy[1], release_z], state["rot"])
 
     def release(P, s):
         return np.concatenate([P[arm].grip(s, GRIP_OPEN, 0.4), P[arm].hold(P[arm].grip(s, GRIP_OPEN, 0.4)[-1], 0.2)])

@@ -21,6 +21,7 @@ from molmoact2.sim.units import JOINT_NAMES
 
 # label ids used by segmentation: background -1, then these fixed ones, then one per object.
 TABLE_LABEL = 0
+HOME_UNITS = (0.0, -35.0, 40.0, 55.0, 0.0, 25.0)  # start pose: gripper ~0.27 m out, 0.1 m up, tilted down
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.12),
@@ -336,6 +337,7 @@ def build_scene(
     front_eye=(0.62, 0.0, 0.42),
     front_target=(0.16, 0.0, 0.0),
     extra_cameras: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] | None = None,
+    home_units: tuple[float, ...] = HOME_UNITS,
 ) -> Scene:
     """Compile one randomized scene. `layout(rng, cfg, first_label)` may replace the default object sampler."""
     import mujoco
@@ -392,15 +394,14 @@ def build_scene(
     arms = [_arm_handles(model, m, labels.index(m.label_name)) for m in mounts]
     cameras += [a.wrist_camera for a in arms]
     geom_label = _geom_labels(model, objects, arms)
-    home = np.concatenate([home_pose_units(rng) for _ in mounts])
+    home = np.concatenate([home_pose_units(rng, home_units) for _ in mounts])
     return Scene(model=model, objects=objects, labels=labels, geom_label=geom_label, arms=arms,
                  cameras=tuple(cameras), home_units=home)
 
 
-def home_pose_units(rng: np.random.Generator) -> np.ndarray:
-    """A ready pose above the table (gripper pointing down, open), jittered per seed. Robot units."""
-    base = np.array([0.0, -35.0, 40.0, 55.0, 0.0, 25.0])
-    return base + np.concatenate([rng.uniform(-4, 4, 5), [0.0]])
+def home_pose_units(rng: np.random.Generator, base=HOME_UNITS) -> np.ndarray:
+    """A ready pose above the table (gripper tilted down, half open), jittered per seed. Robot units."""
+    return np.asarray(base, float) + np.concatenate([rng.uniform(-4, 4, 5), [0.0]])
 
 
 def _arm_handles(model, mount: ArmMount, label: int) -> ArmHandles:

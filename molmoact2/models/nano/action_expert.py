@@ -1,0 +1,180 @@
+"""The flow-matching action expert, as molmoact2.md §6 describes the real one.
+
+* Conditioning: LM layer l's cached post-RoPE K and V ([B, T, kv_heads*head_dim]) go through ONE
+  shared `context_k_proj` / `context_v_proj` (Linear kv_dim -> width, no bias) and a parameter-free
+  RMSNorm; DiT block l cross-attends to them. Sharing the projection is what lets one small module
+  read every layer: the layers differ, the reader does not.
+* Block (adaLN-Zero): RMSNorm -> bidirectional self-attention over the chunk (1-D RoPE, QK RMSNorm)
+  -> cross-attention -> SwiGLU MLP; 9 modulation chunks from the time embedding, zero-initialized
+  so every block starts as the identity.
+* Output: 2-chunk final modulation + zero-initialized Linear(width -> 32), so the untrained velocity
+  is exactly 0 (Euler then returns the initial noise; tests rely on it).
+* Flow convention: t = 0 noise, t = 1 data; x_t = (1 - t) eps + t a; target velocity a - eps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from molmoact2.models.nano.layers import RMSNorm, SwiGLU, apply_rope, rope_cos_sin
+
+TIME_SAMPLING_OFFSET = 0.001  # t = 0.001 + 0.999 * Beta(1, 1.5): never exactly pure noise
+BETA_ALPHA, BETA_BETA = 1.0, 1.5
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """t [B] in [0, 1] -> [B, dim] sinusoids. t is scaled by 1000 so the 0..1 flow time spans the
+    frequencies the DiT embedding was designed for (integer diffusion steps 0..1000)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+def zero_linear(din: int, dout: int, bias: bool = True) -> nn.Linear:
+    layer = nn.Linear(din, dout, bias=bias)
+    layer._nano_zero_init = True  # _init_weights keeps it at zero (adaLN-Zero)
+    nn.init.zeros_(layer.weight)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        w, self.heads = cfg.hidden_size, cfg.num_heads
+        self.head_dim = w // cfg.num_heads
+        self.rope, self.rope_theta = cfg.rope, cfg.rope_theta
+        self.norm1 = RMSNorm(w, affine=False)
+        self.qkv = nn.Linear(w, 3 * w, bias=False)
+        self.q_norm = RMSNorm(self.head_dim) if cfg.qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if cfg.qk_norm else nn.Identity()
+        self.attn_out = nn.Linear(w, w, bias=False)
+        self.norm2 = RMSNorm(w, affine=False)
+        self.cross_q = nn.Linear(w, w, bias=False)
+        self.cross_q_norm = RMSNorm(self.head_dim) if cfg.qk_norm else nn.Identity()
+        self.cross_out = nn.Linear(w, w, bias=False)
+        self.norm3 = RMSNorm(w, affine=False)
+        self.mlp = SwiGLU(w, int(w * cfg.mlp_ratio))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), zero_linear(w, 9 * w))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, c, ctx_k, ctx_v, ctx_mask):
+        """x [B, H, w] chunk; c [B, w] time embedding; ctx_k/ctx_v [B, T, w] (projected, normed);
+        ctx_mask bool [B, T] True = attend."""
+        b, h, w = x.shape
+        (sh_sa, sc_sa, g_sa, sh_ca, sc_ca, g_ca, sh_mlp, sc_mlp, g_mlp) = self.adaLN_modulation(c).chunk(9, dim=-1)
+        # Bidirectional self-attention over the chunk (no causal mask: every step sees the whole plan).
+        q, k, v = self.qkv(modulate(self.norm1(x), sh_sa, sc_sa)).chunk(3, dim=-1)
+        q, k, v = self.q_norm(self._heads(q)), self.k_norm(self._heads(k)), self._heads(v)
+        if self.rope:
+            pos = torch.arange(h, device=x.device)[None].expand(b, h)
+            cos, sin = rope_cos_sin(pos, self.head_dim, self.rope_theta, x.dtype)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h, w)
+        x = x + g_sa[:, None] * self.attn_out(y)
+        # Cross-attention to this block's LM layer.
+        q = self.cross_q_norm(self._heads(self.cross_q(modulate(self.norm2(x), sh_ca, sc_ca))))
+        y = F.scaled_dot_product_attention(q, self._heads(ctx_k), self._heads(ctx_v), attn_mask=ctx_mask[:, None, None, :])
+        x = x + g_ca[:, None] * self.cross_out(y.transpose(1, 2).reshape(b, h, w))
+        return x + g_mlp[:, None] * self.mlp(modulate(self.norm3(x), sh_mlp, sc_mlp))
+
+
+class ActionExpert(nn.Module):
+    def __init__(self, cfg, kv_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.hidden_size
+        if w % cfg.num_heads:
+            raise ValueError(f"action expert hidden_size={w} must be divisible by num_heads={cfg.num_heads}")
+        self.input_proj = nn.Linear(cfg.max_action_dim, w)
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.timestep_embed_dim, w), nn.SiLU(), nn.Linear(w, w))
+        # ONE shared reader of every layer's KV cache.
+        self.context_k_proj = nn.Linear(kv_dim, w, bias=False)
+        self.context_v_proj = nn.Linear(kv_dim, w, bias=False)
+        self.context_norm = RMSNorm(w, affine=False) if cfg.context_layer_norm else nn.Identity()
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.num_layers))
+        self.final_norm = RMSNorm(w, affine=False)
+        self.final_modulation = nn.Sequential(nn.SiLU(), zero_linear(w, 2 * w))
+        self.final_proj = zero_linear(w, cfg.max_action_dim)
+
+    def project_contexts(self, contexts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Raw per-layer (K, V) [B, T, kv_dim] -> shared projection + parameter-free RMSNorm, [B, T, width].
+        Done once per chunk: the context does not change across denoising steps."""
+        if len(contexts) != len(self.blocks):
+            raise ValueError(f"action expert: expected {len(self.blocks)} per-layer contexts (one per LM layer), "
+                             f"got {len(contexts)}")
+        return [(self.context_norm(self.context_k_proj(k)), self.context_norm(self.context_v_proj(v)))
+                for k, v in contexts]
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, projected: list[tuple[torch.Tensor, torch.Tensor]],
+                ctx_mask: torch.Tensor) -> torch.Tensor:
+        """Velocity [B, H, 32] at noisy chunk x_t [B, H, 32], time t [B]; `projected[l]` = LM layer l's
+        (K, V) after `project_contexts`; ctx_mask bool [B, T] True = attend."""
+        c = self.time_mlp(timestep_embedding(t, self.cfg.timestep_embed_dim).to(x_t.dtype))
+        x = self.input_proj(x_t)
+        for block, (pk, pv) in zip(self.blocks, projected):
+            x = block(x, c, pk, pv, ctx_mask)
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        return self.final_proj(modulate(self.final_norm(x), shift, scale))
+
+
+# ---- flow matching ---------------------------------------------------------------------------------
+def sample_time(batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """t = 0.001 + 0.999 * Beta(1, 1.5) via inverse CDF (torch's Beta has no generator argument):
+    for Beta(1, b), F^-1(u) = 1 - (1 - u)^(1/b)."""
+    u = torch.rand(batch, generator=generator, device=device)
+    beta = 1.0 - (1.0 - u) ** (1.0 / BETA_BETA)
+    return TIME_SAMPLING_OFFSET + (1.0 - TIME_SAMPLING_OFFSET) * beta
+
+
+def flow_matching_loss(expert: ActionExpert, actions: torch.Tensor, action_mask: torch.Tensor,
+                       contexts, ctx_mask, generator: torch.Generator | None = None,
+                       num_noise_samples: int = 1) -> torch.Tensor:
+    """Masked MSE between predicted and target velocity. actions/action_mask [B, H, 32] (mask: 1 = real
+    step and dim). K noise samples reuse one LM pass by repeating the contexts along the batch."""
+    b = actions.shape[0]
+    k = int(num_noise_samples)
+    if k > 1:
+        actions, action_mask = actions.repeat(k, 1, 1), action_mask.repeat(k, 1, 1)
+        contexts = [(ck.repeat(k, 1, 1), cv.repeat(k, 1, 1)) for ck, cv in contexts]
+        ctx_mask = ctx_mask.repeat(k, 1)
+    noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=actions.dtype)
+    t = sample_time(b * k, generator, actions.device).to(actions.dtype)
+    x_t = (1 - t)[:, None, None] * noise + t[:, None, None] * actions
+    v = expert(x_t, t, expert.project_contexts(contexts), ctx_mask)
+    mask = action_mask.to(v.dtype)
+    return ((v - (actions - noise)) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+@torch.no_grad()
+def euler_integrate(expert: ActionExpert, x0: torch.Tensor, contexts, ctx_mask, num_steps: int,
+                    dim_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Euler from noise x0 (t = 0) to data (t = 1): t_i = i / steps, x += dt * v. Returns every state
+    [x0, x1, ..., x_steps]; `contexts` are the raw per-layer (K, V). `dim_mask` [32] zeroes padded action dims of the start and of each velocity."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    projected = expert.project_contexts(contexts)
+    x = x0 if dim_mask is None else x0 * dim_mask
+    states = [x]
+    dt = 1.0 / num_steps
+    for i in range(num_steps):
+        t = torch.full((x.shape[0],), i / num_steps, device=x.device, dtype=x.dtype)
+        v = expert(x, t, projected, ctx_mask)
+        if dim_mask is not None:
+            v = v * dim_mask
+        x = x + dt * v
+        states.append(x)
+    return states

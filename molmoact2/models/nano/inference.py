@@ -1,0 +1,242 @@
+"""`predict_action` for Nano: the official keyword API and fields (molmoact2.md §2, checkpoint-layout.md),
+plus what the workbench shows and the real model hides: every denoising state, the per-layer KV the
+expert read (a summary, or the tensors with `return_context=True`), forward-pass counts and per-stage
+timings (vision, prefill, depth decode, action expert / discrete decode, total).
+
+Stages:
+  1. state -> bins (tokens.discretize_state), prompt (tokens.build_robot_prompt), processor;
+  2. vision: ViT + adapter on every camera; 3. prefill: one LM pass over the prompt, filling the KV cache;
+  4. depth (optional, MolmoThink): `<depth_start>`, then per span of the change mask either greedy
+     codes one by one (logits restricted to the 128 depth rows) or the cached codes replayed in the
+     SAME pass as the next fed tokens, then `<depth_end>`;
+  5. continuous: Euler-integrate the flow expert conditioned on every layer's cache; discrete: greedy
+     decode `<action_start> ... <action_end> EOS`, parse strictly, OpenFAST-decode (errors raise).
+`enable_cuda_graph` is accepted for API parity and has no effect (CPU; the real model also falls back).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from molmoact2 import tokens as T
+from molmoact2.depth import think
+from molmoact2.models.nano.action_expert import euler_integrate
+from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
+from molmoact2.models.nano.processing_nano import to_uint8_rgb
+
+MODES = ("continuous", "discrete")
+
+
+def _check_args(model, processor, images, task, norm_tag, mode, depth, action_tokenizer) -> dict[str, Any]:
+    cfg = model.config
+    if mode is None:
+        raise ValueError("predict_action: inference_action_mode is required: 'continuous' (flow-matching expert) or "
+                         "'discrete' (OpenFAST tokens; needs action_tokenizer=)")
+    if mode not in MODES:
+        raise ValueError(f"predict_action: inference_action_mode must be one of {MODES}, got {mode!r}")
+    if processor is None:
+        raise ValueError("predict_action: processor= is required (NanoProcessor.from_pretrained(DIR))")
+    if not isinstance(task, str) or not task.strip():
+        raise ValueError(f"predict_action: task= must be a non-empty instruction string, got {task!r}")
+    if images is None or (isinstance(images, (list, tuple)) and not images):
+        raise ValueError("predict_action: images= must be a non-empty list of camera images (main image first)")
+    stats = model.norm_stats
+    tags = sorted(stats["metadata_by_tag"])
+    if norm_tag is None or norm_tag not in stats["metadata_by_tag"]:
+        raise ValueError(f"predict_action: unknown norm_tag {norm_tag!r}. Valid tags: {', '.join(tags)}")
+    if mode == "discrete" and action_tokenizer is None:
+        raise ValueError("predict_action: inference_action_mode='discrete' needs action_tokenizer= (an OpenFAST "
+                         "tokenizer, e.g. molmoact2.openfast.OpenFastProcessor.load(DIR)); it is not in the checkpoint")
+    if depth and not cfg.enable_depth_reasoning:
+        raise ValueError("predict_action: enable_depth_reasoning=True but this checkpoint was not trained for depth "
+                         "reasoning (config.enable_depth_reasoning is False)")
+    if mode == "continuous" and not cfg.add_action_expert:
+        raise ValueError("predict_action: this checkpoint has no action expert (add_action_expert=False); use "
+                         "inference_action_mode='discrete'")
+    return stats["metadata_by_tag"][norm_tag] | {"_norm_mode": stats.get("norm_mode", "min_max")}
+
+
+def _timer() -> dict[str, float]:
+    return {"t": time.perf_counter()}
+
+
+def _lap(clock: dict[str, float], timings: dict[str, float], name: str) -> None:
+    now = time.perf_counter()
+    timings[name] = timings.get(name, 0.0) + (now - clock["t"]) * 1e3
+    clock["t"] = now
+
+
+def decode_depth(model, cache, logits: torch.Tensor, main_image: np.ndarray, depth_cache: dict | None) -> dict[str, Any]:
+    """MolmoThink depth decode into `cache`. Returns codes, mask, generated ids, pending tokens, calls.
+
+    The last pending tokens (`<depth_end>` and possibly a replayed tail) are NOT fed here: the caller
+    feeds them in its next pass, so an all-replayed frame costs exactly one LM pass."""
+    cfg = model.config
+    prev_image = prev_codes = None
+    if depth_cache is not None:
+        prev_image = np.asarray(depth_cache.get("image")) if depth_cache.get("image") is not None else None
+        prev_codes = depth_cache.get("depth_bins")
+        prev_codes = None if prev_codes is None else np.asarray(prev_codes, dtype=np.int64).reshape(-1)
+    usable = (prev_image is not None and prev_codes is not None and prev_codes.size == cfg.num_depth_codes
+              and prev_image.shape == main_image.shape)
+    mask = think.update_mask(main_image, prev_image) if usable else np.ones(cfg.num_depth_codes, dtype=bool)
+    base, n = cfg.depth_token_start_id, cfg.num_depth_tokens
+    codes = np.zeros(cfg.num_depth_codes, dtype=np.int64)
+    pending = [cfg.depth_start_token_id]
+    calls = 0
+    for span in think.update_spans(mask):
+        if not span.changed:  # replay: teacher-forced together with whatever is fed next
+            codes[span.start:span.end] = prev_codes[span.start:span.end]
+            pending += (base + prev_codes[span.start:span.end]).tolist()
+            continue
+        for i in range(span.start, span.end):
+            logits = model.step(pending, cache)
+            calls += 1
+            codes[i] = int(logits[0, base:base + n].argmax())  # only the 128 depth rows may be chosen
+            pending = [base + int(codes[i])]
+    pending.append(cfg.depth_end_token_id)
+    generated = [cfg.depth_start_token_id, *(base + codes).tolist(), cfg.depth_end_token_id]
+    return {"codes": codes, "mask": mask, "generated": generated, "pending": pending, "calls": calls}
+
+
+def decode_discrete(model, cache, logits: torch.Tensor, max_tokens: int) -> tuple[list[int], int]:
+    """Greedy, unconstrained (as the real model): stops at EOS or after max_tokens."""
+    eos = model.config.eos_token_id
+    eos = {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
+    out, calls = [], 0
+    for _ in range(max_tokens):
+        nxt = int(logits[0].argmax())
+        out.append(nxt)
+        if nxt in eos:
+            break
+        logits = model.step([nxt], cache)
+        calls += 1
+    return out, calls
+
+
+@torch.no_grad()
+def predict_action(model, *, processor=None, images=None, task=None, state=None, norm_tag=None,
+                   inference_action_mode=None, enable_depth_reasoning=False, depth_cache=None, action_tokenizer=None,
+                   num_steps=None, n_action_steps=None, generator=None, normalize_language=True,
+                   enable_cuda_graph=True, return_dict=True, max_action_tokens: int = 256,
+                   return_context: bool = False) -> Any:
+    timings: dict[str, float] = {}
+    clock = _timer()
+    t_start = clock["t"]
+    mode = inference_action_mode
+    meta = _check_args(model, processor, images, task, norm_tag, mode, enable_depth_reasoning, action_tokenizer)
+    cfg = model.config
+    norm_mode = meta["_norm_mode"]
+    images = list(images) if isinstance(images, (list, tuple)) else [images]
+    action_dim = stats_dim(meta["action_stats"], "action")
+    state_dim = stats_dim(meta["state_stats"], "state")
+    raw_state = np.asarray(state if not hasattr(state, "detach") else state.detach().cpu().numpy(), dtype=np.float32)
+    raw_state = raw_state.reshape(-1) if raw_state.ndim == 2 and raw_state.shape[0] == 1 else raw_state
+    if raw_state.ndim != 1 or raw_state.shape[0] != state_dim:
+        raise ValueError(f"predict_action: norm_tag {norm_tag!r} expects a raw state of {state_dim} dims, got shape "
+                         f"{list(raw_state.shape)}")
+    horizon = int(meta.get("action_horizon", cfg.max_action_horizon))
+    if horizon > cfg.max_action_horizon:
+        raise ValueError(f"norm stats action_horizon={horizon} exceeds max_action_horizon={cfg.max_action_horizon}")
+    n_exec = int(n_action_steps or meta.get("n_action_steps") or horizon)
+    if not 1 <= n_exec <= horizon:
+        raise ValueError(f"predict_action: n_action_steps must be in 1..{horizon}, got {n_exec}")
+    steps = int(num_steps or cfg.flow_matching_num_steps)
+
+    # 1. prompt
+    bins = T.discretize_state(raw_state, meta["state_stats"], norm_mode)
+    style = "robot_depth_action" if enable_depth_reasoning else "robot_action"
+    prompt = T.build_robot_prompt(task, bins, meta.get("setup_type", ""), meta.get("control_mode", ""), len(images),
+                                  style, add_setup_tokens=cfg.add_setup_tokens,
+                                  add_control_tokens=cfg.add_control_tokens, normalize_language=normalize_language)
+    inputs = processor(text=prompt, images=images)
+    input_ids = inputs["input_ids"].to(model.device)
+    _lap(clock, timings, "prepare_ms")
+    # 2. vision
+    feats = model.encode_images(inputs["pixel_values"].to(model.device, model.dtype))
+    _lap(clock, timings, "vision_ms")
+    # 3. prefill
+    cache = model.new_cache()
+    logits = model.forward(input_ids, inputs["attention_mask"].to(model.device), image_features=feats, cache=cache,
+                           logits_to_keep=1)["logits"][:, -1]
+    _lap(clock, timings, "prefill_ms")
+    generated: list[int] = []
+    depth = None
+    calls = {"prefill": 1, "depth": 0, "action": 0}
+    main = to_uint8_rgb(images[0])
+    if enable_depth_reasoning:
+        depth = decode_depth(model, cache, logits, main, depth_cache)
+        logits = model.step(depth["pending"], cache)  # <depth_end> (+ a replayed tail) joins the cache
+        calls["depth"] = depth["calls"] + 1
+        generated += depth["generated"]
+        _lap(clock, timings, "depth_ms")
+
+    denoise = None
+    action_ids = None
+    if mode == "continuous":
+        contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
+        ctx_mask = cache.key_mask
+        x0 = torch.randn((1, horizon, cfg.max_action_dim), generator=generator, device=model.device, dtype=torch.float32)
+        dim_mask = None
+        if cfg.mask_action_dim_padding:
+            dim_mask = torch.zeros(cfg.max_action_dim, device=model.device)
+            dim_mask[:action_dim] = 1.0
+        states = euler_integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
+                                 None if dim_mask is None else dim_mask.to(model.dtype))
+        denoise = torch.stack(states).float().cpu().numpy()  # [S+1, 1, H, 32]
+        normed = denoise[-1][:, :n_exec, :action_dim]
+        calls["action"] = steps
+        _lap(clock, timings, "action_expert_ms")
+    else:
+        toks, calls["action"] = decode_discrete(model, cache, logits, max_action_tokens)
+        generated += toks
+        parsed = T.parse_generated(np.asarray(toks, dtype=np.int64), processor.token_ids)  # raises TokenFormatError
+        if parsed.action_ids is None:
+            raise T.TokenFormatError("discrete decode produced no action segment", expected="<action_start> ... "
+                                     "<action_end>", got=parsed.raw, where="generated tokens")
+        action_ids = parsed.action_ids
+        tok_dim = getattr(getattr(action_tokenizer, "config", None), "action_dim", None) or action_dim
+        if tok_dim < action_dim:
+            raise ValueError(f"action_tokenizer decodes {tok_dim} dims but norm_tag {norm_tag!r} has {action_dim}")
+        # OpenFastProcessor.decode raises DecodeError on a malformed sequence (never a zero chunk).
+        decoded = np.asarray(action_tokenizer.decode([action_ids.tolist()], time_horizon=horizon, action_dim=tok_dim))
+        normed = decoded[:, :n_exec, :action_dim].astype(np.float32)
+        _lap(clock, timings, "discrete_decode_ms")
+
+    actions = unnormalize_actions(normed, meta["action_stats"], norm_mode)
+    timings["total_ms"] = (time.perf_counter() - t_start) * 1e3
+    out: dict[str, Any] = {
+        "actions": torch.from_numpy(actions.astype(np.float32)),
+        "generated_token_ids": torch.tensor([generated], dtype=torch.long) if generated else None,
+        "depth_bins": torch.from_numpy(depth["codes"][None]) if depth is not None else None,
+        "depth_cache": {"image": main.copy(), "depth_bins": depth["codes"].copy()} if depth is not None else None,
+        # workbench extras
+        "depth_update_mask": depth["mask"] if depth is not None else None,
+        "action_token_ids": action_ids,
+        "denoising_states_normalized": denoise,
+        "denoising_states": None if denoise is None else
+        unnormalize_actions(denoise[:, :, :n_exec, :action_dim], meta["action_stats"], norm_mode),
+        "kv_summary": [_kv_summary(cache, layer) for layer in range(cfg.text_config.num_hidden_layers)],
+        "forward_calls": calls,
+        "timings_ms": timings,
+        "prompt_text": prompt,
+        "prompt_token_ids": input_ids[0].cpu().numpy(),
+        "norm_tag": norm_tag,
+    }
+    if return_context:
+        out["context_kv"] = [tuple(t.float().cpu().numpy() for t in cache.context(layer))
+                             for layer in range(cfg.text_config.num_hidden_layers)]
+        out["context_mask"] = cache.key_mask.cpu().numpy()
+    if not return_dict:
+        return out["actions"], out["generated_token_ids"], out["depth_bins"], out["depth_cache"]
+    return out
+
+
+def _kv_summary(cache, layer: int) -> dict[str, Any]:
+    k, v = cache.context(layer)
+    return {"layer": layer, "tokens": int(k.shape[1]), "kv_dim": int(k.shape[2]),
+            "k_rms": float(k.float().pow(2).mean().sqrt()), "v_rms": float(v.float().pow(2).mean().sqrt())}

@@ -1,0 +1,179 @@
+"""MolmoAct2-Nano: ViT + adapter -> Qwen3-style LM (+ KV cache) -> flow-matching action expert.
+
+A transformers `PreTrainedModel`, registered with `AutoModelForImageTextToText` by
+`molmoact2.models.nano` so `from_pretrained(dir)` works offline without remote code. The action
+API (`predict_action`) lives in inference.py; this file holds the network and its token-level passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from molmoact2.models.nano.action_expert import ActionExpert
+from molmoact2.models.nano.configuration_nano import NanoConfig
+from molmoact2.models.nano.layers import KVCache, NanoLM, RMSNorm
+from molmoact2.models.nano.vision import ImageAdapter, NanoViT
+
+NORM_STATS_FORMAT = "molmoact2_norm_stats.v1"
+
+
+class NanoPreTrainedModel(PreTrainedModel):
+    config_class = NanoConfig
+    base_model_prefix = "nano"
+    main_input_name = "input_ids"
+    _no_split_modules: list[str] = []
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Our own scheme so transformers' generic init cannot undo adaLN-Zero: zero-marked layers stay zero.
+        std = self.config.text_config.initializer_range
+        if isinstance(module, nn.Linear):
+            if getattr(module, "_nano_zero_init", False):
+                nn.init.zeros_(module.weight)
+            else:
+                nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, (RMSNorm, nn.LayerNorm)):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, NanoViT):
+            nn.init.normal_(module.pos_embed, 0.0, std)
+
+
+class NanoForConditionalGeneration(NanoPreTrainedModel):
+    """The whole Nano model. Inputs as the processor makes them: input_ids, attention_mask, pixel_values."""
+
+    def __init__(self, config: NanoConfig) -> None:
+        super().__init__(config)
+        tc = config.text_config
+        if not tc.vocab_size:
+            raise ValueError("NanoConfig.text_config.vocab_size is 0: fill the token ids from a tokenizer first "
+                             "(NanoConfig.with_token_ids(tokenizer.get_vocab()); factory.build_random_nano does it)")
+        self.vit = NanoViT(config.vit_config)
+        self.adapter = ImageAdapter(config.adapter_config, config.vit_config)
+        self.lm = NanoLM(tc)
+        self.lm_head = nn.Linear(tc.hidden_size, tc.vocab_size, bias=False)
+        kv_dim = tc.num_key_value_heads * tc.head_dim
+        self.action_expert = ActionExpert(config.action_expert_config, kv_dim)
+        self._norm_stats: dict[str, Any] | None = None
+        self.post_init()
+
+    # ---- norm stats: read from next to the weights, as the real model does -----------------------
+    @property
+    def norm_stats(self) -> dict[str, Any]:
+        if self._norm_stats is None:
+            base = getattr(self.config, "_name_or_path", "") or ""
+            path = Path(base) / self.config.norm_stats_filename
+            if not base or not path.is_file():
+                raise ValueError(
+                    f"no {self.config.norm_stats_filename} for this model (looked in {str(path)!r}): load it from a local "
+                    f"checkpoint directory with from_pretrained(DIR), or set model.norm_stats = {{...}}")
+            self._norm_stats = json.loads(path.read_text())
+        return self._norm_stats
+
+    @norm_stats.setter
+    def norm_stats(self, value: dict[str, Any]) -> None:
+        if value.get("format") != NORM_STATS_FORMAT or not isinstance(value.get("metadata_by_tag"), dict):
+            raise ValueError(f"norm_stats: expected format {NORM_STATS_FORMAT!r} with 'metadata_by_tag', "
+                             f"got format {value.get('format')!r}")
+        self._norm_stats = value
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self._norm_stats is not None or getattr(self.config, "_name_or_path", ""):
+            stats = self.norm_stats
+            (Path(save_directory) / self.config.norm_stats_filename).write_text(json.dumps(stats, indent=1))
+
+    # ---- token-level passes ---------------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] -> [N, rows*cols, d] pooled image tokens."""
+        return self.adapter(self.vit(pixel_values))
+
+    def embed_inputs(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                     image_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with image features ADDED at `<im_patch>` positions (Molmo style), in order."""
+        x = self.lm.embed(input_ids)
+        is_patch = input_ids == self.config.image_patch_id
+        n_patch = int(is_patch.sum())
+        if n_patch == 0:
+            return x
+        if image_features is None:
+            if pixel_values is None:
+                raise ValueError(f"input has {n_patch} <im_patch> tokens but no pixel_values were given")
+            image_features = self.encode_images(pixel_values.to(x.dtype))
+        feats = image_features.reshape(-1, x.shape[-1])
+        if feats.shape[0] != n_patch:
+            raise ValueError(f"input has {n_patch} <im_patch> tokens but the images give {feats.shape[0]} features "
+                             f"(image count or size does not match the text)")
+        x = x.clone()
+        x[is_patch] = x[is_patch] + feats.to(x.dtype)
+        return x
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, cache: KVCache | None = None,
+                labels: torch.Tensor | None = None, image_features: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, logits_to_keep: int = 0, **_: Any) -> dict[str, Any]:
+        """Logits over the `vocab_size` generatable tokens. `labels` (same shape as input_ids, -100 =
+        ignore) gives a next-token cross-entropy `loss`. `cache` is filled in place."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = inputs_embeds if inputs_embeds is not None else self.embed_inputs(input_ids, pixel_values, image_features)
+        h = self.lm(x, attention_mask, cache)
+        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
+        out: dict[str, Any] = {"logits": logits, "hidden_states": h}
+        if labels is not None:
+            shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+            shift_labels = labels[:, 1:].reshape(-1)
+            out["loss"] = nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+        return out
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.text_config.num_hidden_layers)
+
+    def step(self, token_ids: list[int] | torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed tokens (teacher-forced, one pass) after what the cache holds; return the last position's logits [B, V]."""
+        ids = torch.as_tensor(token_ids, dtype=torch.long, device=self.device)
+        if ids.ndim == 1:
+            ids = ids[None]
+        out = self.forward(ids, torch.ones_like(ids), cache=cache, logits_to_keep=1)
+        return out["logits"][:, -1]
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 pixel_values: torch.Tensor | None = None, max_new_tokens: int = 64, **_: Any) -> torch.Tensor:
+        """Greedy decoding (free-form answers). Returns [B, T + new] like transformers' generate."""
+        cache = self.new_cache()
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        logits = self.forward(input_ids, attention_mask, pixel_values, cache=cache, logits_to_keep=1)["logits"][:, -1]
+        eos = {int(e) for e in ([self.config.eos_token_id] if isinstance(self.config.eos_token_id, int)
+                                else self.config.eos_token_id)}
+        out = [input_ids]
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for _ in range(int(max_new_tokens)):
+            nxt = logits.argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, self.config.pad_token_id), nxt)
+            out.append(nxt[:, None])
+            done = done | torch.tensor([int(n) in eos for n in nxt.tolist()], device=nxt.device)
+            if bool(done.all()):
+                break
+            logits = self.step(nxt[:, None], cache)
+        return torch.cat(out, dim=1)
+
+    def predict_action(self, **kwargs: Any) -> Any:
+        """The official action API (keyword-only); see molmoact2.models.nano.inference."""
+        from molmoact2.models.nano.inference import predict_action
+
+        return predict_action(self, **kwargs)

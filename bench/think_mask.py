@@ -53,7 +53,8 @@ def timing_rows(repeats: int) -> list[tuple]:
 
         assert np.array_equal(cache.step(cur)[0], think.update_mask(cur, prev))
         r, c = _time_ms(reference, repeats), _time_ms(cached, repeats)
-        rows.append((f"{w}x{h}", r, c, r / c))
+        resize = _time_ms(lambda: think.resize_for_think(cur), repeats)
+        rows.append((f"{w}x{h}", r, c, r / c, resize))
     return rows
 
 
@@ -96,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     print("## mask + spans per frame (median ms, 1 process)")
-    print("| frame | reference (resize both) ms | cached prev features ms | ratio |")
-    print("|---|---|---|---|")
-    for size, r, c, ratio in timing_rows(args.repeats):
-        print(f"| {size} | {r:.3f} | {c:.3f} | {ratio:.2f}x |")
+    print("| frame | reference (resize both) ms | cached prev features ms | ratio | of which PIL resize to 320x320 ms |")
+    print("|---|---|---|---|---|")
+    for size, r, c, ratio, resize in timing_rows(args.repeats):
+        print(f"| {size} | {r:.3f} | {c:.3f} | {ratio:.2f}x | {resize:.3f} |")
 
     print("\n## cells re-predicted per step at threshold 0.996 (static front camera; step 0 excluded)")
     print("| source | steps | mean fraction | median | max | steps with 0 cells |")

@@ -76,8 +76,10 @@ def test_session_from_recording_thresholds_and_stale_cells(tmp_path):
 def test_session_with_recorded_model_bins_and_logger_steps(tmp_path):
     frames = _frames(3)
     bins = np.stack([np.full(100, 5), np.full(100, 6), np.full(100, 7)])
-    sess = session.from_steps(_steps(frames, bins))  # no codec: the model's own depth_bins
+    # the model's own depth_bins win over re-encoding the frames' depth, even with a codec at hand
+    sess = session.from_steps(_steps(frames, bins), _tiny_codec())
     assert sess.codes_source == "recorded depth_bins" and sess.stale_cells(0.996) is None
+    assert np.array_equal(sess.trace().buffers[0], bins[0])
     steps = session.session_steps(sess, codec=_tiny_codec())
     assert [s.depth_update_mask.sum() for s in steps][0] == 100
     assert steps[1].info["tokens_saved"] == 100 - int(steps[1].depth_update_mask.sum())
@@ -88,7 +90,6 @@ def test_session_with_recorded_model_bins_and_logger_steps(tmp_path):
         session.from_steps([Step(index=0)])
 
 
-@pytest.mark.slow  # ~18 s on the shared cores (rerun start-up); test_viz covers the logger itself
 def test_rerun_recording_of_a_session(tmp_path):
     pytest.importorskip("rerun")
     from molmoact2.viz.logger import save_rrd

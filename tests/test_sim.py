@@ -97,3 +97,25 @@ def test_time_limit_truncates():
         assert not terminated
     assert truncated and reward == 0.0
     env.close()
+
+
+def test_worker_thread_renders_and_releases_its_gl_context():
+    """The app runs episodes in worker threads: each renders with its own EGL context and frees it."""
+    import threading
+
+    from molmoact2.sim import render
+
+    out = {}
+
+    def work():
+        env = make_env("touch", seed=2, image_size=32, cameras=("front",), segmentation=False)
+        obs, _ = env.reset(2)
+        out["rgb_std"] = float(obs.cameras["front"].rgb.std())
+        env.close()
+        out["released"] = render.release_thread_gl_contexts()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(120)
+    assert out["rgb_std"] > 5 and out["released"] == 1
+    assert not [k for k in render._GL_POOL if k[0] == t.ident]

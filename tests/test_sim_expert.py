@@ -70,3 +70,21 @@ def test_standalone_kinematics_reads_real_recording_units():
     T = np.eye(4)
     px = project_points(np.array([[0, 0, 1.0], [0.1, 0, 1.0], [0, 0, -1.0]]), K, T)
     assert np.allclose(px[0], [50, 50]) and np.allclose(px[1], [60, 50]) and np.all(np.isnan(px[2]))
+
+
+def test_eval_experts_cli_prints_success_table(capsys):
+    from molmoact2.cli import main
+
+    assert main(["sim", "eval-experts", "--seeds", "2", "--tasks", "touch"]) == 0
+    out = capsys.readouterr().out
+    assert "touch" in out and "2/2" in out and "100%" in out
+
+
+def test_units_round_trip_and_limits():
+    from molmoact2.sim.units import rad_to_units, units_to_rad
+
+    rng_rad = np.array([[-1.9, 1.9], [-1.7, 1.7], [-1.69, 1.69], [-1.66, 1.66], [-2.7, 2.8], [-0.17, 1.75]])
+    u = np.array([[-100, -50, 0, 50, 100, 0], [100, 100, -100, -100, -100, 100.0]])
+    q = units_to_rad(u, rng_rad)
+    assert np.allclose(q[0, 0], -1.9) and np.allclose(q[0, 2], 0.0) and np.allclose(q[0, 5], -0.17)
+    assert np.allclose(q[1, 5], 1.75) and np.allclose(rad_to_units(q, rng_rad), u)

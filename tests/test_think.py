@@ -131,3 +131,31 @@ def test_cache_first_frame_full_then_selective():
     assert not cache.mask_for(a).any()
     cache.depth_bins = np.zeros(50, np.int64)  # a cache of the wrong size -> full decode
     assert cache.mask_for(a).all()
+
+
+def _reference_similarity(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """The documented reference computation (molmoact2.md §5), spelled out plainly as a test oracle."""
+    def grid(img):
+        img = np.asarray(img)
+        if img.shape[:2] != (320, 320):
+            img = np.asarray(Image.fromarray(img).resize((320, 320), Image.BILINEAR))
+        return img.astype(np.float32).reshape(10, 32, 10, 32, 3).transpose(0, 2, 1, 3, 4).reshape(10, 10, -1)
+
+    a, b = grid(cur), grid(prev)
+    dot = np.sum(a * b, axis=-1)
+    denom = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return np.where(denom < 1e-8, 1.0, dot / (denom + 1e-12)).reshape(-1)
+
+
+@pytest.mark.parametrize("shape", [(224, 224), (480, 640), (320, 320), (97, 131)])
+def test_similarities_are_bit_identical_to_the_reference(shape):
+    rng = np.random.default_rng(sum(shape))
+    a = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-3, 4, a.shape), 0, 255).astype(np.uint8)
+    ref = _reference_similarity(b, a)
+    ours = think.cell_similarity(b, a)
+    assert np.array_equal(ours, ref.astype(np.float32))
+    assert np.array_equal(think.update_mask(b, a), ref < 0.996)
+    cache = think.ThinkCache()
+    cache.update(a, np.zeros(100, np.int64))
+    assert np.array_equal(cache.mask_for(b), ref < 0.996)

@@ -44,6 +44,9 @@ def run_simulation(task: str, seed):
         except BaseException as exc:  # reported in the status line, never swallowed
             error.append(exc)
         finally:
+            from molmoact2.sim.render import release_thread_gl_contexts
+
+            release_thread_gl_contexts()  # this thread ends now; its EGL context would leak
             steps_q.put(None)
 
     threading.Thread(target=worker, name="sim-episode", daemon=True).start()
@@ -69,7 +72,7 @@ def run_simulation(task: str, seed):
     path = save_rrd(steps, Path(tempfile.mkdtemp(prefix="mact2-sim-")) / f"{task}_seed{seed}.rrd")
     verdict = "succeeded ✅" if summary.get("success") else "failed ❌"
     status = (
-        f"**{summary.get('instruction', '')}** — expert {verdict} in {summary.get('steps')} steps "
+        f"`{task}` · seed {seed} · **{summary.get('instruction', '')}** — expert {verdict} in {summary.get('steps')} steps "
         f"({summary.get('steps', 0) / 30:.1f} s simulated; limit {summary.get('time_limit_steps')}). "
         f"Recording: {len(steps)} Steps."
     )

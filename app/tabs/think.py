@@ -11,7 +11,7 @@ import numpy as np
 TITLE = "Think debugger"
 
 SOURCES = ["Demo: boxes scene (MuJoCo)", "Simulator expert (live)", "Recording directory"]
-SIM_TASKS = ["pick_place", "push", "touch"]
+SIM_TASKS = ["pick_place", "push_left", "push_right", "touch"]  # SimEnv.task_names() (single arm)
 
 
 def _codec(vae_path: str | None):

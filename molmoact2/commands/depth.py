@@ -4,6 +4,7 @@
     molmoact2 depth eval  --weights assets/depth_vqvae --seeds 1000-1004
     molmoact2 depth codes --task pick_place --seed 3
     molmoact2 depth lessons --task pick_place --seed 0
+    molmoact2 depth think   --task pick_place --seed 0 --rrd think.rrd
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     le.add_argument("--camera", default="front")
     le.add_argument("--cell", type=int, default=84, help="grid cell (row*10 + col) to paste squares into")
     le.set_defaults(handler=run_lessons)
+
+    th = sub.add_parser("think", help="MolmoThink masks over a simulator expert rollout (optionally a Rerun .rrd)")
+    th.add_argument("--task", default="pick_place", help="simulator task, or 'boxes' for the self-contained scene")
+    th.add_argument("--seed", type=int, default=0)
+    th.add_argument("--steps", type=int, default=20, help="policy calls (10 actions each)")
+    th.add_argument("--threshold", type=float, default=0.996)
+    th.add_argument("--weights", default="assets/depth_vqvae", help="VQ-VAE for codes and decoded depth")
+    th.add_argument("--rrd", default=None, help="write a Rerun recording here (codes, mask, decoded depth, cloud, counters)")
+    th.set_defaults(handler=run_think)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
@@ -138,6 +148,31 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_think(args: argparse.Namespace) -> int:
+    from molmoact2.depth import live, session
+    from molmoact2.depth.codec import DepthCodec
+
+    codec = DepthCodec.load(args.weights)
+    if args.task == "boxes":
+        steps = live.boxes_steps(args.seed, args.steps)
+    else:
+        steps = live.sim_expert_steps(args.task, args.seed, args.steps)
+    sess = session.from_steps(steps, codec, label=f"{args.task} seed {args.seed}")
+    tr = sess.trace(args.threshold)
+    stale = sess.stale_cells(args.threshold)
+    print(f"{sess.label}: {len(sess)} policy calls, threshold {args.threshold}")
+    print("cells re-predicted per step:", tr.cells_repredicted.tolist())
+    if stale is not None:
+        print("stale buffer cells per step:", stale.tolist())
+    print(json.dumps(sess.summary(args.threshold), indent=1))
+    if args.rrd:
+        from molmoact2.viz.logger import save_rrd
+
+        path = save_rrd(session.session_steps(sess, codec, args.threshold), args.rrd)
+        print(f"wrote {path}")
+    return 0
+
+
 def run_lessons(args: argparse.Namespace) -> int:
     from molmoact2.depth.data import render_frames
     from molmoact2.depth.lessons import print_lessons
@@ -146,6 +181,13 @@ def run_lessons(args: argparse.Namespace) -> int:
     print_lessons(frame.rgb, args.cell, f"{meta['task']} seed {args.seed} {args.camera} camera")
     from molmoact2.depth.lessons import rendered_light_change
 
+    # The simulator pools its EGL contexts; free them before the boxes scene opens its own renderer,
+    # or freeing the pool at interpreter exit raises EGLError noise.
+    import sys
+
+    sim_render = sys.modules.get("molmoact2.sim.render")
+    if sim_render is not None and hasattr(sim_render, "release_thread_gl_contexts"):
+        sim_render.release_thread_gl_contexts()
     cells = rendered_light_change(args.seed)
     print(f"\nboxes scene seed {args.seed}, light dimmed to 60% in MuJoCo at step 8 (cube sliding throughout):")
     print("  cells re-predicted per step:", cells.tolist())

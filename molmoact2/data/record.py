@@ -28,7 +28,8 @@ def record_expert_dataset(
 
     env = make_env(task, image_size=image_size, depth=False, segmentation=False)
     cams = env.cameras
-    writer = LeRobotWriter(out, fps=env.fps, names=env.action_names, cameras=cams)
+    robot_type = "so101_follower_sim" if env.action_dim == 6 else "bi_so101_follower_sim"
+    writer = LeRobotWriter(out, fps=env.fps, names=env.action_names, cameras=cams, robot_type=robot_type)
     kept, seed = 0, first_seed
     bar = tqdm(total=episodes, desc=f"record {task}", unit="ep", file=sys.stderr)
     try:

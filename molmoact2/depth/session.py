@@ -8,8 +8,9 @@ Sources:
   * the simulator expert, run live (`from_sim`).
 
 Per-cell cosine similarities are computed once; a new threshold only re-compares numbers, so the
-what-if slider is instant. Codes: when metric depth is present and a codec is given, each step's
-FRESH codes come from the VQ-VAE, and the carried-forward buffer shows what MolmoThink would hold;
+what-if slider is instant. Codes: a recording's own `depth_bins` are shown as recorded; otherwise, when
+metric depth is present and a codec is given, each step's FRESH codes come from the VQ-VAE, and the
+carried-forward buffer shows what MolmoThink would hold;
 `stale_cells` counts buffer cells that differ from the fresh codes (the price of skipping them).
 """
 
@@ -88,20 +89,21 @@ def _main_frame(step: Step, camera: str | None) -> tuple[str, CameraFrame]:
 
 
 def from_steps(steps: list[Step], codec: "DepthCodec | None" = None, camera: str | None = None, label: str = "") -> ThinkSession:
-    """Steps -> session. Codes: fresh VQ-VAE codes from metric depth when every step has it and a codec
-    is given; otherwise the recorded `depth_bins` when every step has them; otherwise none."""
+    """Steps -> session. Codes: the recorded `depth_bins` when every step has them (a model's own
+    prediction wins); otherwise fresh VQ-VAE codes from metric depth when every step has it and a
+    codec is given; otherwise none."""
     if not steps:
         raise ValueError("ThinkSession: expected at least one Step, got none")
     frames = [_main_frame(s, camera)[1] for s in steps]
     images = [f.rgb for f in frames]
     codes, source = None, "none"
-    if codec is not None and all(f.depth_m is not None for f in frames):
+    if all(s.depth_bins is not None for s in steps):
+        codes, source = np.stack([np.asarray(s.depth_bins, np.int64) for s in steps]), "recorded depth_bins"
+    elif codec is not None and all(f.depth_m is not None for f in frames):
         from molmoact2.depth.preprocess import metric_depth_to_vq_input
 
         inputs = np.stack([metric_depth_to_vq_input(f.depth_m, codec.image_size, codec.resize_mode) for f in frames])
         codes, source = codec.encode_inputs(inputs), "vq-vae (ours)"
-    elif all(s.depth_bins is not None for s in steps):
-        codes, source = np.stack([np.asarray(s.depth_bins, np.int64) for s in steps]), "recorded depth_bins"
     masks = None
     if all(s.depth_update_mask is not None for s in steps):
         masks = np.stack([np.asarray(s.depth_update_mask, bool) for s in steps])

@@ -11,11 +11,13 @@ What the real model does (HF remote code `_compute_depth_update_mask`, molmoact2
 Changed cells are decoded token by token; unchanged runs are replayed from the cache in one
 forward pass, so `update_spans` returns contiguous row-major runs `(start, end, changed)`.
 
-numpy + PIL only; < 1 ms per 640x480 frame on one core (bench/think_mask.py).
+numpy + PIL only. Cost per step is dominated by the PIL resize of a non-320x320 frame
+(`bench/think_mask.py`: ~0.6 ms for a 320x320 frame, ~3 ms for 224x224 on our shared cores).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,27 +57,50 @@ def resize_for_think(image: np.ndarray, size: int = GRID_SIDE * PATCH_SIZE) -> n
     return np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((size, size), Image.BILINEAR))
 
 
-def _patches(image: np.ndarray, grid: int, patch: int) -> np.ndarray:
-    x = resize_for_think(normalize_image(image), grid * patch).astype(np.float32)
-    return x.reshape(grid, patch, grid, patch, 3).transpose(0, 2, 1, 3, 4).reshape(grid * grid, -1)
+def _patches_u8(image: np.ndarray, grid: int, patch: int) -> np.ndarray:
+    """uint8 [grid*grid, patch*patch*3]: each cell's pixels flattened row by row, RGB interleaved."""
+    u8 = resize_for_think(normalize_image(image), grid * patch)
+    return np.ascontiguousarray(u8.reshape(grid, patch, grid, patch, 3).transpose(0, 2, 1, 3, 4).reshape(grid * grid, -1))
+
+
+# Why scratch buffers: on our VMs every fresh 1.2 MB float32 array costs ~1 ms of page faults, several
+# times the arithmetic. Reusing per-thread buffers keeps the exact float32 operations of the reference
+# (cast, elementwise product, np.add.reduce along the patch) at a fraction of the cost.
+_SCRATCH = threading.local()
+
+
+def _buffers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None or bufs[0].shape != shape:
+        bufs = tuple(np.empty(shape, np.float32) for _ in range(3))
+        _SCRATCH.bufs = bufs
+    return bufs
 
 
 def patch_features(image: np.ndarray, grid: int = GRID_SIDE, patch: int = PATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 [grid*grid, patch*patch*3] raw patches, float32 [grid*grid] their L2 norms).
+    """(uint8 [grid*grid, patch*patch*3] patches, float32 [grid*grid] their L2 norms as float32).
 
     Computing them once per frame and keeping the previous frame's halves the per-step cost
     without changing a single value (the reference recomputes both images every step).
     """
-    p = _patches(image, grid, patch)
-    return p, np.linalg.norm(p, axis=-1)
+    p = _patches_u8(image, grid, patch)
+    x, _, sq = _buffers(p.shape)
+    np.copyto(x, p, casting="unsafe")
+    np.multiply(x, x, out=sq)
+    # == np.linalg.norm(x, axis=-1) for float32 (numpy computes sqrt(add.reduce(x * x))).
+    return p, np.sqrt(np.add.reduce(sq, axis=-1))
 
 
 def similarity_from_features(current: tuple[np.ndarray, np.ndarray], previous: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     (a, na), (b, nb) = current, previous
     if a.shape != b.shape:
         raise ValueError(f"think: expected patch features of equal shape, got {list(a.shape)} vs {list(b.shape)}")
-    # Same float32 reductions as the reference (np.sum / np.linalg.norm), so borderline cells agree.
-    dot = np.sum(a * b, axis=-1)
+    fa, fb, prod = _buffers(a.shape)
+    np.copyto(fa, a, casting="unsafe")
+    np.copyto(fb, b, casting="unsafe")
+    np.multiply(fa, fb, out=prod)
+    # Same float32 reductions as the reference (np.sum == np.add.reduce), so borderline cells agree.
+    dot = np.add.reduce(prod, axis=-1)
     denom = na * nb
     return np.where(denom < 1e-8, 1.0, dot / (denom + 1e-12)).astype(np.float32)
 

@@ -288,7 +288,9 @@ def make_env(
     depth: bool = True,
     segmentation: bool = True,
 ) -> SimEnv:
-    """The single-arm SO-101 tabletop world (tasks: `SimEnv.task_names()`); bimanual: `molmoact2.sim.bimanual`."""
+    """The SO-101 tabletop world for `task` (single-arm tasks, or `handover` in the two-arm world)."""
+    if task not in task_names():
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(task_names())}")
     if task in _bimanual_tasks():
         from molmoact2.sim.bimanual import make_bimanual_env
 

@@ -34,6 +34,18 @@ def _gl_context(width: int, height: int):
     return ctx
 
 
+def release_thread_gl_contexts() -> int:
+    """Free the GL contexts this thread created (call when a worker thread is done rendering, after
+    closing its envs): each thread gets its own EGL context, so short-lived threads would leak them."""
+    me = threading.get_ident()
+    with _POOL_LOCK:
+        keys = [k for k in _GL_POOL if k[0] == me]
+        contexts = [_GL_POOL.pop(k) for k in keys]
+    for ctx in contexts:
+        ctx.free()
+    return len(contexts)
+
+
 def intrinsics(fovy_deg: float, width: int, height: int) -> np.ndarray:
     """Pixel intrinsics K (OpenCV: pixel centres at integer coordinates) of a MuJoCo camera with vertical fovy."""
     f = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)

@@ -72,7 +72,8 @@ class SceneConfig:
     front_camera_fovy_deg: float = 52.0
     wrist_camera_fovy_deg: float = 75.0
     camera_jitter_m: float = 0.015
-    mesh_cell_m: float = 0.002  # vertex-clustering cell for the arm meshes (render speed, see _add_arm)
+    mesh_cell_m: float = 0.004  # vertex-clustering cell for the drawn arm meshes (render speed, see _add_arm)
+    collision_mesh_cell_m: float = 0.002  # ... and for the collision hulls
 
 
 @dataclass(frozen=True)
@@ -157,15 +158,24 @@ def _add_arm(spec, mount: ArmMount, cfg: SceneConfig, rng: np.random.Generator):
 
     arm = mujoco.MjSpec.from_file(so101_xml_path())
     # The CAD meshes have 322k triangles; software GL (llvmpipe, no GPU here) renders them at ~3 fps.
-    # Vertex clustering at 2 mm keeps the silhouette at 224 px and brings the count to ~23k.
+    # Vertex clustering keeps the silhouette at 224 px: 4 mm cells for what is drawn (~11k triangles),
+    # 2 mm for the collision hulls (contacts stay close to the CAD shape).
     mesh_dir = os.path.join(os.path.dirname(so101_xml_path()), arm.meshdir)
-    for mesh in arm.meshes:
-        verts, faces = decimated_mesh(os.path.join(mesh_dir, mesh.file), cfg.mesh_cell_m)
+    import mujoco as _mj
+
+    for mesh in list(arm.meshes):
+        path = os.path.join(mesh_dir, mesh.file)
         if not mesh.name:  # MJCF names meshes after their file; keep that name once the file is gone
             mesh.name = os.path.splitext(os.path.basename(mesh.file))[0]
+        verts, faces = decimated_mesh(path, cfg.collision_mesh_cell_m)
         mesh.file = ""
         mesh.uservert = verts.reshape(-1).tolist()
         mesh.userface = faces.reshape(-1).tolist()
+        verts, faces = decimated_mesh(path, cfg.mesh_cell_m)
+        arm.add_mesh(name=mesh.name + "_visual", uservert=verts.reshape(-1).tolist(), userface=faces.reshape(-1).tolist())
+    for geom in arm.geoms:
+        if geom.type == _mj.mjtGeom.mjGEOM_MESH and geom.group == 2:  # class "visual"
+            geom.meshname = geom.meshname + "_visual"
     # The wheel's servo model tracks poorly under gravity (kp 17.8, no compensation); real STS3215
     # servos hold pose stiffly, so compensate gravity on the links instead of raising the gains.
     for body in arm.bodies:

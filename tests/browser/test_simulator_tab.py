@@ -25,7 +25,7 @@ def test_run_expert_streams_to_viewer_and_offers_recording(page):
     status = page.locator("#sim-status")
     status.get_by_text("expert succeeded").wait_for(timeout=180_000)
     text = status.inner_text()
-    assert "touch" in text and "Recording:" in text
+    assert "touch" in text and "seed 3" in text and "Recording:" in text
 
     # The recording is offered for download and is a real .rrd (starts with Rerun's magic bytes).
     link = page.locator("#sim-download a").first

@@ -37,9 +37,17 @@ def test_think_tab_loads_scrubs_and_rethresholds(page, app_url):
     expect(info).to_contain_text("step 3:", timeout=60_000)
     assert "100 cells re-predicted" not in info.inner_text()
 
-    # threshold what-if: 1.0 re-predicts every cell at every step
+    # threshold what-if: a lower threshold re-predicts no more cells, and the curve shows both thresholds
+    import re
+
+    def cells() -> int:
+        return int(re.search(r"step 3: (\d+) cells", info.inner_text()).group(1))
+
+    at_default = cells()
     thr = page.locator("#think-threshold input[type=number]")
-    thr.fill("1")
+    thr.fill("0.95")
     thr.press("Enter")
-    expect(info).to_contain_text("100 cells re-predicted", timeout=60_000)
-    expect(page.locator("#think-curve")).to_contain_text("re-predicted @ 1.0000", timeout=60_000)
+    expect(page.locator("#think-curve")).to_contain_text("re-predicted @ 0.9500", timeout=60_000)
+    expect(page.locator("#think-curve")).to_contain_text("re-predicted @ 0.996 (model)")
+    expect(info).to_contain_text("step 3:", timeout=60_000)
+    assert cells() <= at_default

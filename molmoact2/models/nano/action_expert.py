@@ -48,6 +48,11 @@ def zero_linear(din: int, dout: int, bias: bool = True) -> nn.Linear:
     return layer
 
 
+def chunk_rope(h: int, head_dim: int, theta: float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D RoPE over the chunk's step index 0..h-1."""
+    return rope_cos_sin(torch.arange(h, device=like.device)[None], head_dim, theta, like.dtype)
+
+
 class DiTBlock(nn.Module):
     def __init__(self, cfg) -> None:
         super().__init__()
@@ -71,23 +76,22 @@ class DiTBlock(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x, c, ctx_k, ctx_v, ctx_mask):
+    def forward(self, x, c, ctx_k, ctx_v, ctx_mask, rope=None):
         """x [B, H, w] chunk; c [B, w] time embedding; ctx_k/ctx_v [B, T, w] (projected, normed);
-        ctx_mask bool [B, T] True = attend."""
+        ctx_mask bool [B, 1, 1, T] True = attend; rope = (cos, sin) of the chunk positions (shared by blocks)."""
         b, h, w = x.shape
         (sh_sa, sc_sa, g_sa, sh_ca, sc_ca, g_ca, sh_mlp, sc_mlp, g_mlp) = self.adaLN_modulation(c).chunk(9, dim=-1)
         # Bidirectional self-attention over the chunk (no causal mask: every step sees the whole plan).
         q, k, v = self.qkv(modulate(self.norm1(x), sh_sa, sc_sa)).chunk(3, dim=-1)
         q, k, v = self.q_norm(self._heads(q)), self.k_norm(self._heads(k)), self._heads(v)
         if self.rope:
-            pos = torch.arange(h, device=x.device)[None].expand(b, h)
-            cos, sin = rope_cos_sin(pos, self.head_dim, self.rope_theta, x.dtype)
+            cos, sin = rope if rope is not None else chunk_rope(h, self.head_dim, self.rope_theta, x)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h, w)
         x = x + g_sa[:, None] * self.attn_out(y)
         # Cross-attention to this block's LM layer.
         q = self.cross_q_norm(self._heads(self.cross_q(modulate(self.norm2(x), sh_ca, sc_ca))))
-        y = F.scaled_dot_product_attention(q, self._heads(ctx_k), self._heads(ctx_v), attn_mask=ctx_mask[:, None, None, :])
+        y = F.scaled_dot_product_attention(q, self._heads(ctx_k), self._heads(ctx_v), attn_mask=ctx_mask)
         x = x + g_ca[:, None] * self.cross_out(y.transpose(1, 2).reshape(b, h, w))
         return x + g_mlp[:, None] * self.mlp(modulate(self.norm3(x), sh_mlp, sc_mlp))
 
@@ -125,8 +129,10 @@ class ActionExpert(nn.Module):
         (K, V) after `project_contexts`; ctx_mask bool [B, T] True = attend."""
         c = self.time_mlp(timestep_embedding(t, self.cfg.timestep_embed_dim).to(x_t.dtype))
         x = self.input_proj(x_t)
+        rope = chunk_rope(x.shape[1], self.blocks[0].head_dim, self.cfg.rope_theta, x) if self.cfg.rope else None
+        mask = ctx_mask[:, None, None, :]
         for block, (pk, pv) in zip(self.blocks, projected):
-            x = block(x, c, pk, pv, ctx_mask)
+            x = block(x, c, pk, pv, mask, rope)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.final_proj(modulate(self.final_norm(x), shift, scale))
 

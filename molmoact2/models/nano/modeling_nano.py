@@ -90,8 +90,23 @@ class NanoForConditionalGeneration(NanoPreTrainedModel):
                              f"got format {value.get('format')!r}")
         self._norm_stats = value
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> "NanoForConditionalGeneration":
+        model = super().from_pretrained(*args, **kwargs)
+        # Loaded tensors are views into the memory-mapped safetensors file, 8-byte aligned; CPU kernels
+        # then take other SIMD paths than for freshly allocated (64-byte aligned) tensors and results
+        # differ in the last bit. Owning aligned copies makes a save/load round trip bit-identical
+        # (and releases the file).
+        with torch.no_grad():
+            for p in list(model.parameters()) + list(model.buffers()):
+                p.data = p.data.clone()
+        return model
+
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         super().save_pretrained(save_directory, *args, **kwargs)
+        # The real layout ships generation_config.json; our greedy `generate` reads the same ids from config.
+        gen = {"eos_token_id": self.config.eos_token_id, "pad_token_id": self.config.pad_token_id, "do_sample": False}
+        (Path(save_directory) / "generation_config.json").write_text(json.dumps(gen, indent=2))
         if self._norm_stats is not None or getattr(self.config, "_name_or_path", ""):
             stats = self.norm_stats
             (Path(save_directory) / self.config.norm_stats_filename).write_text(json.dumps(stats, indent=1))
@@ -136,7 +151,10 @@ class NanoForConditionalGeneration(NanoPreTrainedModel):
         if labels is not None:
             shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
             shift_labels = labels[:, 1:].reshape(-1)
-            out["loss"] = nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+            if bool((shift_labels != -100).any()):
+                out["loss"] = nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+            else:  # nothing to predict (e.g. continuous-only samples): zero, not NaN
+                out["loss"] = shift_logits.sum() * 0.0
         return out
 
     def new_cache(self) -> KVCache:

@@ -1,0 +1,161 @@
+"""One training step of Nano on a batch mixing the paper's styles (action, depth, depth+action, QA).
+
+    ex = build_example(model, processor, style="depth_action", images=[front, wrist], task="pick up the cube",
+                       state=raw_state, norm_tag="so101_sim_molmoact2", actions=raw_chunk, depth_bins=codes)
+    batch = collate([ex, ...], processor)
+    losses = train_step(model, batch, optimizer)
+
+Losses: next-token cross-entropy on the generated part (depth codes, discrete OpenFAST tokens, answers,
+EOS) + flow matching on continuous chunks (molmoact2.md §6). The expert reads every layer's K/V of the
+SAME teacher-forced pass; the action-token span and EOS are hidden from it (cross-attention mask), as
+in the real model, so at inference it sees exactly prompt (+ depth). 10% of teacher-forced depth
+INPUT codes are replaced by random codes (targets unchanged): the model must not copy its own errors.
+The data pipeline that produces examples from the simulator is a later step of issue 6.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from molmoact2 import tokens as T
+from molmoact2.models.nano.action_expert import flow_matching_loss
+from molmoact2.models.nano.normalization import normalize_actions, stats_dim
+
+STYLES = ("action", "depth", "depth_action", "qa")
+_PROMPT_STYLE = {"action": "robot_action", "depth": "robot_depth", "depth_action": "robot_depth_action"}
+
+
+def build_example(model, processor, *, style: str, images: list[Any], norm_tag: str | None = None,
+                  task: str | None = None, state: Any = None, actions: Any = None, depth_bins: Any = None,
+                  action_ids: Any = None, question: str | None = None, answer: str | None = None) -> dict[str, Any]:
+    """Token ids, labels, images and (normalized, padded) action targets for one sample."""
+    if style not in STYLES:
+        raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
+    cfg = model.config
+    tid = processor.token_ids
+    if style == "qa":
+        if not question or answer is None:
+            raise ValueError("style 'qa' needs question= and answer=")
+        content = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": question}]
+        prompt = processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
+        completion = processor.tokenizer.encode(answer, add_special_tokens=False) + [cfg.eos_token_id]
+        meta = None
+    else:
+        stats = model.norm_stats
+        if norm_tag not in stats["metadata_by_tag"]:
+            raise ValueError(f"unknown norm_tag {norm_tag!r}. Valid tags: {sorted(stats['metadata_by_tag'])}")
+        meta = stats["metadata_by_tag"][norm_tag]
+        norm_mode = stats.get("norm_mode", "min_max")
+        if style in ("depth", "depth_action") and depth_bins is None:
+            raise ValueError(f"style {style!r} needs depth_bins= (100 codes, the carried-forward buffer)")
+        if style in ("action", "depth_action") and actions is None and action_ids is None:
+            raise ValueError(f"style {style!r} needs actions= (continuous chunk) and/or action_ids= (OpenFAST ids)")
+        bins = T.discretize_state(np.asarray(state, dtype=np.float32), meta["state_stats"], norm_mode)
+        prompt = T.build_robot_prompt(task, bins, meta.get("setup_type", ""), meta.get("control_mode", ""),
+                                      len(images), _PROMPT_STYLE[style], add_setup_tokens=cfg.add_setup_tokens,
+                                      add_control_tokens=cfg.add_control_tokens)
+        depth_part = depth_bins if style != "action" else None
+        action_part = action_ids if style != "depth" else None
+        # A continuous-only action sample has no token target: its only loss is flow matching.
+        completion = [] if depth_part is None and action_part is None else \
+            T.encode_generated_ids(tid, depth_part, action_part, eos=True).tolist()
+    enc = processor(text=prompt, images=images)
+    prompt_ids = enc["input_ids"][0].tolist()
+    ids = prompt_ids + completion
+    labels = [-100] * len(prompt_ids) + completion
+    # The expert must not see the discrete action span or EOS (it never does at inference).
+    hide = np.zeros(len(ids), dtype=bool)
+    in_action = False
+    eos = set(tid.eos_token_ids)
+    for i in range(len(prompt_ids), len(ids)):
+        if ids[i] == tid.action_start_token_id:
+            in_action = True
+        hide[i] = in_action or ids[i] in eos
+        if ids[i] == tid.action_end_token_id:
+            in_action = False
+    base = tid.depth_token_start_id
+    is_depth_input = np.array([i >= len(prompt_ids) and base <= t < base + T.NUM_DEPTH_TOKENS for i, t in enumerate(ids)])
+    ex: dict[str, Any] = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+                          "pixel_values": enc.get("pixel_values"), "hide_from_expert": torch.from_numpy(hide),
+                          "depth_input": torch.from_numpy(is_depth_input), "actions": None, "action_mask": None}
+    if actions is not None and style in ("action", "depth_action"):
+        a = np.asarray(actions, dtype=np.float32)
+        dim = stats_dim(meta["action_stats"], "action")
+        if a.ndim != 2 or a.shape[1] != dim or a.shape[0] > cfg.max_action_horizon:
+            raise ValueError(f"actions: expected [H <= {cfg.max_action_horizon}, {dim}] raw robot units, got {list(a.shape)}")
+        padded = np.zeros((cfg.max_action_horizon, cfg.max_action_dim), dtype=np.float32)
+        mask = np.zeros_like(padded)
+        padded[: a.shape[0], :dim] = normalize_actions(a, meta["action_stats"], stats.get("norm_mode", "min_max"))
+        mask[: a.shape[0], :dim] = 1.0
+        ex["actions"], ex["action_mask"] = torch.from_numpy(padded), torch.from_numpy(mask)
+    return ex
+
+
+def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor]:
+    """Right-pad to a batch. Chunks of samples without continuous actions get an all-zero mask."""
+    width = max(len(e["input_ids"]) for e in examples)
+    b = len(examples)
+    pad = processor.tokenizer.pad_token_id
+    out = {"input_ids": torch.full((b, width), pad, dtype=torch.long),
+           "attention_mask": torch.zeros((b, width), dtype=torch.long),
+           "labels": torch.full((b, width), -100, dtype=torch.long),
+           "hide_from_expert": torch.ones((b, width), dtype=torch.bool),
+           "depth_input": torch.zeros((b, width), dtype=torch.bool)}
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        out["input_ids"][i, :n] = e["input_ids"]
+        out["attention_mask"][i, :n] = 1
+        out["labels"][i, :n] = e["labels"]
+        out["hide_from_expert"][i, :n] = e["hide_from_expert"]
+        out["depth_input"][i, :n] = e["depth_input"]
+    pix = [e["pixel_values"] for e in examples if e["pixel_values"] is not None]
+    if pix:
+        out["pixel_values"] = torch.cat(pix)
+    template = next((e for e in examples if e["actions"] is not None), None)
+    if template is not None:
+        out["actions"] = torch.stack([e["actions"] if e["actions"] is not None else torch.zeros_like(template["actions"])
+                                      for e in examples])
+        out["action_mask"] = torch.stack([e["action_mask"] if e["action_mask"] is not None
+                                          else torch.zeros_like(template["action_mask"]) for e in examples])
+    return out
+
+
+def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,
+                   depth_noise_p: float = 0.1, num_noise_samples: int = 1, flow_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    cfg = model.config
+    ids = batch["input_ids"]
+    if depth_noise_p > 0 and bool(batch["depth_input"].any()):
+        flip = batch["depth_input"] & (torch.rand(ids.shape, generator=generator) < depth_noise_p)
+        random_codes = cfg.depth_token_start_id + torch.randint(0, cfg.num_depth_tokens, ids.shape, generator=generator)
+        ids = torch.where(flip, random_codes, ids)  # labels keep the true codes
+    cache = model.new_cache()
+    out = model.forward(ids, batch["attention_mask"], batch.get("pixel_values"), cache=cache, labels=batch["labels"])
+    losses = {"lm_loss": out["loss"]}
+    total = out["loss"]
+    if "actions" in batch and bool(batch["action_mask"].any()):
+        rows = batch["action_mask"].flatten(1).any(dim=1)  # samples with a continuous target
+        contexts = [tuple(t[rows] for t in cache.context(layer)) for layer in range(cfg.text_config.num_hidden_layers)]
+        ctx_mask = (batch["attention_mask"].bool() & ~batch["hide_from_expert"])[rows]
+        flow = flow_matching_loss(model.action_expert, batch["actions"][rows], batch["action_mask"][rows], contexts,
+                                  ctx_mask, generator=generator, num_noise_samples=num_noise_samples)
+        losses["flow_loss"] = flow
+        total = total + flow_weight * flow
+    losses["loss"] = total
+    return losses
+
+
+def train_step(model, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None,
+               **kw: Any) -> dict[str, float]:
+    """Losses (floats) of one step; with an optimizer, also backward + update (grad-norm clipped at 1)."""
+    model.train()
+    losses = compute_losses(model, batch, **kw)
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
+    return {k: float(v.detach()) for k, v in losses.items()}

@@ -1,0 +1,78 @@
+"""NanoPolicy (Observation -> Step) and the registry's `load_policy("nano", ...)`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _nano_fixtures import STATE, image, one_thread_fixture  # noqa: E402
+from molmoact2.models.base import CameraFrame, Observation, Policy, Step  # noqa: E402
+from molmoact2.models.registry import load_policy  # noqa: E402
+
+one_thread = one_thread_fixture()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    return make_random_checkpoint(tmp_path_factory.mktemp("nano") / "nano_random", seed=4)
+
+
+def _obs(main=None, names=("wrist", "front")) -> Observation:
+    # Deliberately out of order: the policy must reorder by the tag's camera_keys (front first).
+    frames = {"wrist": CameraFrame(rgb=image(11, 48, 64)), "front": CameraFrame(rgb=image(10) if main is None else main)}
+    return Observation(cameras={n: frames[n] for n in names}, state=STATE, instruction="Pick up the red cube.")
+
+
+def test_registry_default_path_says_not_shipped_and_how_to_build():
+    with pytest.raises(NotImplementedError) as err:
+        load_policy("nano")
+    msg = str(err.value)
+    assert "not shipped yet" in msg and "molmoact2.models.nano.factory" in msg and "http://" in msg
+    with pytest.raises(FileNotFoundError, match="not a Nano checkpoint"):
+        load_policy("nano", path="/nonexistent/nano")
+
+
+def test_policy_step_with_depth_and_cache(ckpt, tmp_path):
+    pol = load_policy("nano", path=str(ckpt), depth_reasoning=True, seed=0)
+    assert isinstance(pol, Policy) and pol.norm_tag == "so101_sim_molmoact2"
+    step = pol.predict(_obs())
+    assert isinstance(step, Step) and step.backend == "nano"
+    assert step.info["camera_order"] == ["front", "wrist"]
+    assert step.actions.shape == (30, 6) and step.actions.dtype == np.float32
+    assert step.action_names[0] == "shoulder_pan.pos"
+    assert step.depth_bins.shape == (100,) and step.depth_update_mask.all()
+    assert step.denoising_states.shape == (11, 30, 6)
+    assert np.allclose(step.denoising_states[-1], step.actions)
+    assert step.generated_text.startswith("<depth_start>") and step.generated_text.endswith("<depth_end>")
+    for stage in ("vision_ms", "prefill_ms", "depth_ms", "action_expert_ms", "total_ms"):
+        assert step.timings_ms[stage] > 0
+    again = pol.predict(_obs())  # same image: everything replayed from the cache
+    assert not again.depth_update_mask.any() and np.array_equal(again.depth_bins, step.depth_bins)
+    assert again.info["forward_calls"]["depth"] == 1 and again.index == 1
+    back = Step.load(step.save(tmp_path / "s"))
+    assert np.array_equal(back.depth_bins, step.depth_bins) and np.array_equal(back.denoising_states, step.denoising_states)
+    pol.reset()
+    assert pol.depth_cache is None and pol.predict(_obs()).depth_update_mask.all()
+
+
+def test_policy_seed_reproducible_and_errors(ckpt):
+    a = load_policy("nano", path=str(ckpt), seed=3)
+    b = load_policy("nano", path=str(ckpt), seed=3)
+    assert np.array_equal(a.predict(_obs()).actions, b.predict(_obs()).actions)
+    with pytest.raises(ValueError, match="expects 2 cameras"):
+        a.predict(_obs(names=("front",)))
+    with pytest.raises(ValueError, match="Valid tags: so101_sim_molmoact2"):
+        load_policy("nano", path=str(ckpt), norm_tag="franka_droid")
+    with pytest.raises(ValueError, match="action_tokenizer"):
+        load_policy("nano", path=str(ckpt), mode="discrete")
+
+
+def test_ask_spatial_question(ckpt):
+    pol = load_policy("nano", path=str(ckpt))
+    step = pol.ask([image(3)], "Point to the red cube", max_new_tokens=4)
+    assert step.backend == "nano" and 1 <= step.generated_token_ids.shape[0] <= 4
+    assert isinstance(step.answer_text, str) and "spatial" in step.info

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "molmoact2.commands.depth",
     "molmoact2.commands.rrd",
     "molmoact2.commands.sim",
+    "molmoact2.commands.train",
 ]
 
 

@@ -284,10 +284,13 @@ def test_memory_estimate_from_header_only(ckpt, tmp_path):
 
 
 # ---- the registry ---------------------------------------------------------------------------------------
-def test_registry(ckpt, tmp_path):
-    with pytest.raises(NotImplementedError) as err:
+def test_registry(ckpt, tmp_path, monkeypatch):
+    # Point `nano` at an empty directory: the test holds whether or not assets/nano/ is shipped.
+    monkeypatch.setenv("MOLMOACT2_NANO_DIR", str(tmp_path / "no_nano_here"))
+    with pytest.raises(FileNotFoundError) as err:
         load_policy("nano")
-    assert "not shipped yet" in str(err.value) and "http://" in str(err.value) and "checkpoint" in str(err.value)
+    assert "holds no Nano checkpoint" in str(err.value) and "http://" in str(err.value)
+    assert "checkpoint" in str(err.value)
     with pytest.raises(FileNotFoundError, match="hf download allenai/MolmoAct2-DROID"):
         load_policy("allenai/MolmoAct2-DROID")
     with pytest.raises(TypeError, match="do not apply"):

@@ -288,10 +288,12 @@ def test_cli_serve_subprocess(ckpt):
         proc.wait(timeout=20)
 
 
-def test_cli_serve_refuses_clearly(ckpt):
+def test_cli_serve_refuses_clearly(ckpt, tmp_path):
+    # `nano` pointed at an empty directory (robust to the day assets/nano/ ships): a clear refusal.
+    env = {**os.environ, "MOLMOACT2_NANO_DIR": str(tmp_path / "no_nano_here")}
     r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", "nano", "--schema", "droid"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "not shipped yet" in r.stderr
+                       cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "holds no Nano checkpoint" in r.stderr and "nano.factory" in r.stderr
     r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", str(ckpt), "--schema", "droid"],
                        cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert r.returncode == 2 and "trust_remote_code" in r.stderr

@@ -33,3 +33,17 @@ def test_aloha_through_adapter(aloha):
         aloha.step(np.zeros(6))
     with pytest.raises(ValueError, match="NaN"):
         aloha.step(np.full(14, np.nan))
+
+
+def test_same_control_loop_drives_the_adapter(aloha):
+    from molmoact2.sim.rollout import run_episode
+
+    class Hold:  # a chunk policy: hold the current joint positions for 3 steps
+        def act(self, obs):
+            return np.repeat(np.clip(obs.state, aloha.action_low, aloha.action_high)[None], 3, axis=0)
+
+    seen = []
+    res = run_episode(aloha, seed=1, policy=Hold(), on_step=lambda i, obs, a, info: seen.append(obs.state.shape), max_steps=4)
+    assert res.steps == 4 and not res.success and seen == [(14,)] * 4
+    with pytest.raises(ValueError, match="pass policy="):
+        run_episode(aloha, seed=1)

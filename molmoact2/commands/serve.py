@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Official /act clients work against this server unchanged; it adds optional fields "
         "(depth_bins, depth_update_mask, timings_ms) that they ignore.",
     )
-    p.add_argument("--policy", default="nano", help="model spec: nano | checkpoint dir | http(s)://host:port")
+    p.add_argument("--policy", default="nano",
+                   help="model spec: nano | nano:DIR | checkpoint dir | http(s)://host:port")
     p.add_argument("--schema", choices=["droid", "yam", "so101"], required=True, help="request schema to speak")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=None, help="port (default: 8000 droid, 8202 yam, 8101 so101)")
@@ -34,9 +35,16 @@ def run(args: argparse.Namespace) -> int:
 
     schema = get_schema(args.schema)
     opts: dict = {}
-    if spec_kind(args.policy) == "checkpoint":
+    kind = spec_kind(args.policy)
+    if kind == "checkpoint":
         opts = dict(norm_tag=args.norm_tag or schema.norm_tag, trust_remote_code=args.trust_remote_code,
                     device=args.device, dtype=args.dtype, depth_reasoning=args.depth_reasoning)
+    elif kind == "nano":  # Nano has its own sim norm tag; take the schema's only when asked explicitly
+        opts = dict(depth_reasoning=args.depth_reasoning)
+        if args.norm_tag:
+            opts["norm_tag"] = args.norm_tag
+        if args.dtype != "auto":
+            opts["dtype"] = args.dtype
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the server has no authentication; anyone who can reach this port "
               f"can drive the policy", file=sys.stderr)

@@ -10,6 +10,10 @@ norm-stats file and tag, whether this transformers version runs the official cod
 packages its processors import are installed, and whether the weights fit in memory at the chosen
 dtype (from the safetensors headers alone; no tensor data is read). Each failure says what to do.
 
+A checkpoint whose config has no `auto_map` but a `model_type` transformers knows natively (e.g.
+MolmoAct2-Nano's `molmoact2_nano`, registered by `molmoact2.models.nano`) loads through the same
+path without remote code, so it needs no `trust_remote_code`; every other check still applies.
+
 Actions come from the official `model.predict_action(**kwargs)` (keyword-only; molmoact2.md §2).
 MolmoThink's `depth_cache` is carried from step to step and dropped by `reset()`.
 """
@@ -44,6 +48,9 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
                 "F8_E4M3": 1, "F8_E5M2": 1}
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 _TARGET_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Model types our own packages register with transformers' Auto classes: such a checkpoint (e.g. a
+# MolmoAct2-Nano directory) carries no code, so loading it runs none and needs no trust_remote_code.
+OUR_NATIVE_MODEL_TYPES = {"molmoact2_nano": "molmoact2.models.nano"}
 
 
 class CheckpointError(ValueError):
@@ -120,15 +127,40 @@ def weight_files(checkpoint_dir: Path) -> list[Path]:
     return [single] if single.exists() else sorted(checkpoint_dir.glob("*.safetensors"))
 
 
-def missing_files(checkpoint_dir: Path) -> list[str]:
-    """Names of required files that are absent (config, remote code, weights, tokenizer, processor, stats)."""
+def native_model_type(config: dict[str, Any]) -> str | None:
+    """`config["model_type"]` when transformers knows it without the directory's code, else None.
+
+    A type counts as native when it is built into transformers or registered by one of our own packages
+    (`OUR_NATIVE_MODEL_TYPES`, imported here so the Auto classes know it). Only a config WITHOUT
+    `auto_map` is loaded natively: a checkpoint that ships its own code is loaded with that code.
+    """
+    model_type = config.get("model_type")
+    if config.get("auto_map") or not isinstance(model_type, str) or not model_type:
+        return None
+    package = OUR_NATIVE_MODEL_TYPES.get(model_type)
+    if package is not None:
+        importlib.import_module(package)  # registers the config/model/processor with the Auto classes
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return model_type if model_type in CONFIG_MAPPING else None
+
+
+def missing_files(checkpoint_dir: Path, native: bool | None = None) -> list[str]:
+    """Names of required files that are absent (config, remote code, weights, tokenizer, processor, stats).
+
+    `native`: whether config.json's model_type loads without remote code (None = find out)."""
     missing = []
     config_path = checkpoint_dir / "config.json"
     if not config_path.is_file():
         return ["config.json"]
     config = json.loads(config_path.read_text())
-    if not config.get("auto_map"):
-        missing.append("config.json 'auto_map' (the checkpoint must ship its remote code)")
+    if native is None:
+        native = native_model_type(config) is not None
+    if not config.get("auto_map") and not native:
+        missing.append(
+            f"config.json 'auto_map' (the checkpoint must ship its remote code, or have a model_type that "
+            f"transformers knows; model_type {config.get('model_type')!r} is not registered)"
+        )
     for name in remote_code_files(config, checkpoint_dir):
         if not (checkpoint_dir / name).is_file():
             missing.append(name)
@@ -290,6 +322,7 @@ class Preflight:
     dtype: str
     memory: MemoryEstimate
     warnings: list[str] = field(default_factory=list)
+    native_model_type: str | None = None  # set when transformers loads the type without the directory's code
 
 
 def _auto_device() -> str:
@@ -322,17 +355,25 @@ def preflight(
     ckpt = Path(checkpoint_dir).expanduser().resolve()
     if not ckpt.is_dir():
         raise CheckpointError(f"checkpoint directory {ckpt} does not exist (expected a local MolmoAct2 checkpoint)")
-    missing = missing_files(ckpt)
+    config_path = ckpt / "config.json"
+    config: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{config_path} is not valid JSON ({exc}); re-download the checkpoint") from exc
+    native = native_model_type(config)
+    missing = missing_files(ckpt, native=native is not None)
     if missing:
         raise CheckpointError(
             f"{ckpt} is not a complete MolmoAct2 checkpoint; missing: {', '.join(missing)}. Download the whole "
             f"repository (`hf download allenai/<model> --local-dir {ckpt}`) on a machine with internet and copy it here."
         )
-    config = json.loads((ckpt / "config.json").read_text())
     norm_stats = read_norm_stats(ckpt)
     tag = resolve_norm_tag(norm_stats, norm_tag, where=str(ckpt / "norm_stats.json"))
+    # A natively registered model type (e.g. Nano) with no auto_map anywhere ships no code: nothing to trust.
     code = remote_code_files(config, ckpt)
-    if not trust_remote_code:
+    if code and not trust_remote_code:
         raise CheckpointError(
             f"loading {ckpt} runs the Python code shipped in that directory ({', '.join(code)}). Read it, and if "
             f"you trust it pass trust_remote_code=True (CLI: --trust-remote-code)."
@@ -341,13 +382,14 @@ def preflight(
     if int(config.get("n_obs_steps", 1) or 1) != 1:
         notes.append(f"config.json has n_obs_steps={config['n_obs_steps']}; the official predict_action slices its "
                      f"output assuming 1 (single-frame policies) and may fail")
-    if transformers_version is None:
-        import transformers
+    if code:  # the known-good transformers range is the OFFICIAL remote code's; a native type has no such code
+        if transformers_version is None:
+            import transformers
 
-        transformers_version = transformers.__version__
-    version_note = check_transformers_version(transformers_version)
-    if version_note:
-        notes.append(version_note)
+            transformers_version = transformers.__version__
+        version_note = check_transformers_version(transformers_version)
+        if version_note:
+            notes.append(version_note)
     absent = missing_packages(imports_needed_by_code(ckpt, code))
     if absent:
         lines = [f"{pkg} (imported by {', '.join(files)})" for pkg, files in sorted(absent.items())]
@@ -365,7 +407,7 @@ def preflight(
     if memory_available_bytes is None:
         memory_available_bytes = _free_gpu_bytes(device) if device.startswith("cuda") else mem_available_bytes()
     check_memory(memory, dtype, device, memory_available_bytes)
-    return Preflight(ckpt, config, norm_stats, tag, code, device, dtype, memory, notes)
+    return Preflight(ckpt, config, norm_stats, tag, code, device, dtype, memory, notes, native)
 
 
 def load_action_tokenizer(spec: Any) -> Any:
@@ -494,12 +536,15 @@ class HFCheckpointPolicy:
 
         t1 = time.perf_counter()
         path = str(self.checkpoint_dir)
+        # Remote code runs only when the directory ships some (preflight demanded the user's opt-in for it);
+        # a natively registered type (Nano) is loaded by transformers' own Auto classes.
+        trust = bool(self.pre.code_files)
         # extra_special_tokens={}: tokenizer_config.json ships it as a list, which newer transformers rejects
         # (the official servers pass the same override).
-        self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=True, extra_special_tokens={})
+        self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust, extra_special_tokens={})
         t2 = time.perf_counter()
         torch_dtype = getattr(torch, self.dtype)
-        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True, dtype=torch_dtype)
+        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust, dtype=torch_dtype)
         self.model = model.to(self.device).eval()
         if not callable(getattr(self.model, "predict_action", None)):
             raise CheckpointError(f"{path}: the model class {type(self.model).__name__} has no predict_action(); "
@@ -607,7 +652,8 @@ class HFCheckpointPolicy:
                         "postprocess_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3},
             info={"checkpoint": str(self.checkpoint_dir), "norm_tag": self.norm_tag, "mode": self.mode,
                   "depth_reasoning": self.depth_reasoning, "camera_order": order, "camera_order_note": self._order_note,
-                  "device": self.device, "dtype": self.dtype, "depth_cache_used": update_mask is not None
+                  "device": self.device, "dtype": self.dtype, "remote_code": bool(self.pre.code_files),
+                  "native_model_type": self.pre.native_model_type, "depth_cache_used": update_mask is not None
                   and not bool(update_mask.all()), "warnings": list(self.pre.warnings)},
         )
         self._index += 1

@@ -1,6 +1,7 @@
 """One way to pick a model, shared by the CLI, the app and the notebooks.
 
-    load_policy("nano")                          # the workbench's own small model (issue 6)
+    load_policy("nano")                          # the workbench's own small model (issue 6), assets/nano
+    load_policy("nano:/tmp/nano_random")         # a Nano checkpoint directory of your choice
     load_policy("/data/MolmoAct2-DROID", trust_remote_code=True, dtype="bfloat16")
     load_policy("http://gpu-box:8000")           # an official (or our) /act server
 
@@ -17,8 +18,14 @@ from typing import Any
 
 from molmoact2.models.base import Policy
 
+# `nano` means this directory; the env var points it elsewhere (tests, or a Nano trained outside the repo).
+NANO_DIR_ENV = "MOLMOACT2_NANO_DIR"
+REPO_NANO_DIR = Path(__file__).resolve().parents[2] / "assets" / "nano"
+NANO_BUILD_HINT = "python -m molmoact2.models.nano.factory --out /tmp/nano_random"
+
 SPEC_HELP = (
-    "a model spec is one of: 'nano' (the workbench's own small model), a local MolmoAct2 checkpoint directory "
+    "a model spec is one of: 'nano' (the workbench's own small model), 'nano:DIR' (a Nano checkpoint "
+    "directory), a local MolmoAct2 checkpoint directory "
     "(e.g. /data/MolmoAct2-DROID, downloaded beforehand with `hf download allenai/MolmoAct2-DROID --local-dir "
     "/data/MolmoAct2-DROID`), or the URL of an /act server (e.g. http://127.0.0.1:8000)"
 )
@@ -27,7 +34,7 @@ SPEC_HELP = (
 def spec_kind(spec: str | os.PathLike) -> str:
     """'nano', 'remote' or 'checkpoint' (the directory may still be incomplete; `load_policy` checks)."""
     s = str(spec).strip()
-    if s.lower() == "nano":
+    if s.lower() == "nano" or s.lower().startswith("nano:"):
         return "nano"
     if s.lower().startswith(("http://", "https://")):
         return "remote"
@@ -51,7 +58,7 @@ def load_policy(spec: str | os.PathLike, **opts: Any) -> Policy:
     kind = spec_kind(spec)
     s = str(spec).strip()
     if kind == "nano":
-        return _load_nano(**opts)
+        return _load_nano(s[len("nano:"):].strip() if s.lower().startswith("nano:") else None, **opts)
     if kind == "remote":
         from molmoact2.models.remote import RemotePolicy
 
@@ -71,21 +78,44 @@ def load_policy(spec: str | os.PathLike, **opts: Any) -> Policy:
     return _call_with(HFCheckpointPolicy, path, opts, "a local checkpoint")
 
 
-def _load_nano(**opts: Any) -> Policy:
-    # Nano (issue 6) plugs in here once it ships: molmoact2/models/nano.py exposing `load_nano(**opts)`.
-    import importlib
+def nano_default_dir() -> Path:
+    """Where `nano` is read from: $MOLMOACT2_NANO_DIR if set, else the repository's assets/nano/."""
+    env = os.environ.get(NANO_DIR_ENV, "").strip()
+    return Path(env).expanduser() if env else REPO_NANO_DIR
 
-    try:
-        nano = importlib.import_module("molmoact2.models.nano")
-    except ModuleNotFoundError as exc:
-        if exc.name != "molmoact2.models.nano":
-            raise
-        nano = None
-    loader = getattr(nano, "load_nano", None) if nano is not None else None
-    if loader is None:
-        raise NotImplementedError(
-            "the Nano model is not shipped yet (issue 6). Use instead: a local MolmoAct2 checkpoint directory "
-            "(load_policy('/path/to/MolmoAct2-SO100_101', trust_remote_code=True)) or an /act server URL "
-            "(load_policy('http://HOST:PORT'))."
-        )
-    return loader(**opts)
+
+def resolve_nano_dir(path: str | os.PathLike | None = None) -> Path:
+    """The Nano checkpoint directory for `nano` (path None) or `nano:PATH`, checked WITHOUT importing torch,
+    so `molmoact2 serve --policy nano` fails in a fraction of a second when there is nothing to load."""
+    alternatives = (
+        f"To try the code path, build a RANDOM tiny Nano (meaningless actions): `{NANO_BUILD_HINT}` and use "
+        f"'nano:/tmp/nano_random' (CLI: --policy nano:/tmp/nano_random). For real control use a local MolmoAct2 "
+        f"checkpoint directory (load_policy('/path/to/MolmoAct2-SO100_101', trust_remote_code=True)) or an /act "
+        f"server URL (load_policy('http://HOST:PORT'))."
+    )
+    if path is not None and str(path).strip():
+        directory = Path(path).expanduser()
+        if not (directory / "config.json").is_file():
+            what = "does not exist" if not directory.exists() else "has no config.json"
+            raise FileNotFoundError(f"'nano:{path}': {directory} {what}; expected a Nano checkpoint directory. "
+                                    f"{alternatives}")
+        return directory
+    directory = nano_default_dir()
+    if (directory / "config.json").is_file():
+        return directory
+    if os.environ.get(NANO_DIR_ENV, "").strip():
+        raise FileNotFoundError(f"{NANO_DIR_ENV}={directory} holds no Nano checkpoint (no config.json there). "
+                                f"{alternatives}")
+    raise NotImplementedError(f"the default Nano checkpoint is not shipped yet (issue 6; expected at {directory}). "
+                              f"{alternatives}")
+
+
+def _load_nano(path: str | None = None, **opts: Any) -> Policy:
+    if "path" in opts:  # load_policy("nano", path=DIR) is the same as load_policy("nano:DIR")
+        if path:
+            raise TypeError("load_policy: give the Nano directory once, either as 'nano:DIR' or as path=DIR")
+        path = opts.pop("path")
+    directory = resolve_nano_dir(path)
+    from molmoact2.models.nano import load_nano  # imports torch + transformers: only once there is a checkpoint
+
+    return _call_with(load_nano, directory, opts, "a Nano checkpoint")

@@ -8,6 +8,7 @@ current in one thread only, and Gradio runs handlers in worker threads.
 
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 
@@ -28,10 +29,28 @@ def _gl_context(width: int, height: int):
     with _POOL_LOCK:
         ctx = _GL_POOL.get(key)
         if ctx is None:
+            first = not _GL_POOL
             ctx = mujoco.GLContext(width, height)
             _GL_POOL[key] = ctx
+            if first:
+                # Free our contexts before MuJoCo's EGL module terminates the display at exit: atexit
+                # runs last-registered first, and mujoco.egl registers eglTerminate in the first context.
+                atexit.register(_release_all)
     ctx.make_current()
     return ctx
+
+
+def _release_all() -> None:
+    with _POOL_LOCK:
+        contexts = list(_GL_POOL.values())
+        _GL_POOL.clear()
+    for ctx in contexts:
+        try:
+            ctx.free()
+        except Exception:
+            # Another library (e.g. dm_control inside gym-aloha) terminated the shared EGL display
+            # first; the context is gone with it. Forget it so its __del__ does not retry noisily.
+            ctx._context = None
 
 
 def release_thread_gl_contexts() -> int:

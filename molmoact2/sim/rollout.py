@@ -31,15 +31,22 @@ def run_episode(
     on_step: Callable[[int, Observation, np.ndarray, dict], None] | None = None,
     on_chunk: Callable[[Observation, np.ndarray], None] | None = None,
     keep: bool = False,
+    max_steps: int | None = None,
 ) -> EpisodeResult:
     """Reset `env` to `seed` and run `policy` (default: the env's scripted expert) until success or time limit.
 
     `on_step(i, obs_before, action, info_after)` is called for each executed step; `on_chunk(obs, chunk)`
-    once per predicted chunk. With `keep=True` the result holds the state/action series.
+    once per predicted chunk. With `keep=True` the result holds the state/action series. Works with any
+    env exposing reset/step/action_dim/instruction -- a `SimEnv` or a `GymAdapter` (then pass `policy`).
+    `max_steps` stops early (counted as not successful).
     """
     obs, info = env.reset(seed)
-    policy = policy if policy is not None else env.expert()
-    result = EpisodeResult(env.task.name, seed, env.instruction, False, 0)
+    if policy is None:
+        if not hasattr(env, "expert"):
+            raise ValueError(f"run_episode: {type(env).__name__} has no scripted expert; pass policy=")
+        policy = env.expert()
+    task = getattr(getattr(env, "task", None), "name", None) or type(env).__name__
+    result = EpisodeResult(task, seed, env.instruction, False, 0)
     while True:
         chunk = np.asarray(policy.act(obs))
         if chunk.ndim != 2 or chunk.shape[1] != env.action_dim or len(chunk) == 0:
@@ -56,5 +63,7 @@ def run_episode(
                 on_step(result.steps, prev, action, info)
             result.steps += 1
             if terminated or truncated:
-                result.success = bool(info["success"])
+                result.success = bool(info.get("success", False))
+                return result
+            if max_steps is not None and result.steps >= max_steps:
                 return result

@@ -148,9 +148,10 @@ def sample_time(batch: int, generator: torch.Generator | None = None, device=Non
 
 def flow_matching_loss(expert: ActionExpert, actions: torch.Tensor, action_mask: torch.Tensor,
                        contexts, ctx_mask, generator: torch.Generator | None = None,
-                       num_noise_samples: int = 1) -> torch.Tensor:
+                       num_noise_samples: int = 1, return_rows: bool = False):
     """Masked MSE between predicted and target velocity. actions/action_mask [B, H, 32] (mask: 1 = real
-    step and dim). K noise samples reuse one LM pass by repeating the contexts along the batch."""
+    step and dim). K noise samples reuse one LM pass by repeating the contexts along the batch.
+    `return_rows=True` also returns each sample's own masked MSE [B] (detached; for progress displays)."""
     b = actions.shape[0]
     k = int(num_noise_samples)
     if k > 1:
@@ -162,7 +163,13 @@ def flow_matching_loss(expert: ActionExpert, actions: torch.Tensor, action_mask:
     x_t = (1 - t)[:, None, None] * noise + t[:, None, None] * actions
     v = expert(x_t, t, expert.project_contexts(contexts), ctx_mask)
     mask = action_mask.to(v.dtype)
-    return ((v - (actions - noise)) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+    err = (v - (actions - noise)) ** 2 * mask
+    loss = err.sum() / mask.sum().clamp(min=1.0)
+    if not return_rows:
+        return loss
+    with torch.no_grad():
+        rows = err.detach().reshape(k, b, -1).sum(dim=(0, 2)) / mask.reshape(k, b, -1).sum(dim=(0, 2)).clamp(min=1.0)
+    return loss, rows
 
 
 @torch.no_grad()

@@ -124,7 +124,11 @@ def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor
 
 
 def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,
-                   depth_noise_p: float = 0.1, num_noise_samples: int = 1, flow_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                   depth_noise_p: float = 0.1, num_noise_samples: int = 1, flow_weight: float = 1.0,
+                   row_losses: bool = False) -> dict[str, torch.Tensor]:
+    """`row_losses=True` adds detached per-sample figures for progress displays (the training loss
+    itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token cross-entropy summed / counted per
+    sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without a continuous target)."""
     cfg = model.config
     ids = batch["input_ids"]
     if depth_noise_p > 0 and bool(batch["depth_input"].any()):
@@ -135,12 +139,23 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
     out = model.forward(ids, batch["attention_mask"], batch.get("pixel_values"), cache=cache, labels=batch["labels"])
     losses = {"lm_loss": out["loss"]}
     total = out["loss"]
+    if row_losses:
+        with torch.no_grad():
+            labels = batch["labels"][:, 1:]
+            ce = torch.nn.functional.cross_entropy(out["logits"][:, :-1].detach().float().transpose(1, 2),
+                                                   labels, ignore_index=-100, reduction="none")
+            losses["lm_row_sum"] = ce.sum(dim=1)
+            losses["lm_row_count"] = (labels != -100).sum(dim=1)
+            losses["flow_row"] = torch.full((ids.shape[0],), float("nan"))
     if "actions" in batch and bool(batch["action_mask"].any()):
         rows = batch["action_mask"].flatten(1).any(dim=1)  # samples with a continuous target
         contexts = [tuple(t[rows] for t in cache.context(layer)) for layer in range(cfg.text_config.num_hidden_layers)]
         ctx_mask = (batch["attention_mask"].bool() & ~batch["hide_from_expert"])[rows]
         flow = flow_matching_loss(model.action_expert, batch["actions"][rows], batch["action_mask"][rows], contexts,
-                                  ctx_mask, generator=generator, num_noise_samples=num_noise_samples)
+                                  ctx_mask, generator=generator, num_noise_samples=num_noise_samples,
+                                  return_rows=row_losses)
+        if row_losses:
+            flow, losses["flow_row"][rows] = flow[0], flow[1].float()
         losses["flow_loss"] = flow
         total = total + flow_weight * flow
     losses["loss"] = total
@@ -148,8 +163,9 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
 
 
 def train_step(model, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None,
-               **kw: Any) -> dict[str, float]:
-    """Losses (floats) of one step; with an optimizer, also backward + update (grad-norm clipped at 1)."""
+               **kw: Any) -> dict[str, Any]:
+    """Losses (floats) of one step; with an optimizer, also backward + update (grad-norm clipped at 1).
+    Per-sample figures (`row_losses=True`) come back as float lists."""
     model.train()
     losses = compute_losses(model, batch, **kw)
     if optimizer is not None:
@@ -158,4 +174,4 @@ def train_step(model, batch: dict[str, torch.Tensor], optimizer: torch.optim.Opt
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
     model.eval()
-    return {k: float(v.detach()) for k, v in losses.items()}
+    return {k: float(v.detach()) if v.ndim == 0 else v.detach().float().tolist() for k, v in losses.items()}

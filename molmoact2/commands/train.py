@@ -1,0 +1,81 @@
+"""`molmoact2 train ...`: build Nano's cached simulator dataset, and train Nano on it (resumable).
+
+    molmoact2 train data --out /tmp/nano_data --episodes-per-task 25
+    molmoact2 train nano --data /tmp/nano_data --out /tmp/nano_small --size small --steps 2400 \\
+        --batch-size 16 --lr 1e-3 --seed 0           # add --resume to continue an interrupted run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from molmoact2.training.nano_data import SINGLE_ARM_TASKS
+
+    p = subparsers.add_parser("train", help="train MolmoAct2-Nano on simulator data (data cache, training run)")
+    sub = p.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND")
+
+    d = sub.add_parser("data", help="record expert demos + depth codes + spatial QA into a cached dataset")
+    d.add_argument("--out", required=True, help="dataset directory (must not exist or be empty)")
+    d.add_argument("--episodes-per-task", type=int, default=25, help="successful expert episodes per task")
+    d.add_argument("--tasks", default=",".join(SINGLE_ARM_TASKS), help="comma-separated single-arm task names")
+    d.add_argument("--first-seed", type=int, default=0)
+    d.add_argument("--render-size", type=int, default=224, help="simulator render size (what the app uses)")
+    d.add_argument("--store-size", type=int, default=96, help="stored frame size (the model's input size)")
+    d.add_argument("--think-stride", type=int, default=15, help="frames between policy queries (n_action_steps)")
+    d.add_argument("--qa-frames-per-episode", type=int, default=3)
+    d.add_argument("--overwrite", action="store_true")
+    d.set_defaults(handler=run_data)
+
+    n = sub.add_parser("nano", help="train Nano (resumable; writes the real checkpoint layout in fp16)")
+    n.add_argument("--data", required=True, help="dataset directory from `molmoact2 train data`")
+    n.add_argument("--out", required=True, help="checkpoint directory (train_state/ inside holds the resume state)")
+    n.add_argument("--steps", type=int, default=2400, help="total optimizer steps (including resumed ones)")
+    n.add_argument("--size", choices=("tiny", "small"), default="small")
+    n.add_argument("--batch-size", type=int, default=16)
+    n.add_argument("--lr", type=float, default=1e-3)
+    n.add_argument("--warmup-steps", type=int, default=100)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
+    n.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    n.add_argument("--mix", default="", help="style weights, e.g. action=0.35,depth=0.15,depth_action=0.3,qa=0.2")
+    n.add_argument("--noise-samples", type=int, default=4, help="flow-matching noise draws per LM pass")
+    n.add_argument("--action-tokenizer", default=None, help="OpenFAST tokenizer dir (default assets/openfast_so101_sim)")
+    n.add_argument("--resume", action="store_true", help="continue from OUT/train_state (same options, more --steps)")
+    n.set_defaults(handler=run_nano)
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from molmoact2.training.nano_data import DataConfig, build_dataset
+
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
+                     render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
+                     qa_frames_per_episode=args.qa_frames_per_episode)
+    path = build_dataset(cfg, args.out, overwrite=args.overwrite)
+    import json
+
+    meta = json.loads((path / "meta.json").read_text())
+    print(f"wrote {path}: {len(meta['episodes'])} episodes, {meta['frames']} frames, {meta['qa_items']} QA items "
+          f"in {meta['build_seconds']} s; failed expert seeds: {meta['failed_seeds']}")
+    return 0
+
+
+def run_nano(args: argparse.Namespace) -> int:
+    from molmoact2.training.nano_examples import StyleMix
+    from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER, TrainConfig, train
+
+    cfg = TrainConfig(size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      warmup_steps=args.warmup_steps, seed=args.seed, save_every=args.save_every,
+                      threads=args.threads, num_noise_samples=args.noise_samples,
+                      mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
+                      action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER))
+    summary = train(args.data, args.out, cfg, resume=args.resume, argv=["molmoact2", *sys.argv[1:]])
+    final = summary["final"]
+    print(f"trained to step {final.get('step')} ({summary['steps_run']} steps this run, "
+          f"{summary['seconds_per_step']:.2f} s/step); loss {final.get('loss', float('nan')):.4f}; "
+          f"checkpoint {args.out} (model.safetensors {summary['model_mib']:.1f} MiB fp16)")
+    return 0

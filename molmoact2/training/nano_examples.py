@@ -1,0 +1,169 @@
+"""Nano training examples from the cached dataset, mixed by style (molmoact2.md §3-6).
+
+    data = NanoTrainData.load("/tmp/nano_data", action_tokenizer="assets/openfast_so101_sim")
+    batch_examples = data.sample_batch(model, processor, rng, batch_size=16, mix=StyleMix())
+
+Styles (the paper's mixture, our ratios):
+  action        robot prompt (state bins) + `<action_output>`; targets: the continuous 30-step chunk
+                for the flow expert AND the chunk's OpenFAST ids as discrete tokens (the expert never
+                sees the discrete span, train_step.build_example hides it);
+  depth         `<depth_output>`; target: the carried-forward depth buffer (MolmoThink, §5);
+  depth_action  `<depth_output><action_output>`; targets: buffer, then OpenFAST ids, + the chunk;
+  qa            a spatial question about the front image, answered in Molmo2-ER format.
+The 10% random depth-code INPUT noise is applied in train_step.compute_losses (depth_noise_p).
+
+Chunks past an episode's end repeat the last commanded action: the expert has succeeded and holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from molmoact2.training.nano_data import load_meta
+
+STYLE_ORDER = ("action", "depth", "depth_action", "qa")
+
+
+@dataclass(frozen=True)
+class StyleMix:
+    """Sampling probabilities per style (normalized). Actions dominate because closed-loop control is
+    the goal; depth_action trains the Think path end to end; QA keeps the pointing head alive."""
+
+    action: float = 0.35
+    depth: float = 0.15
+    depth_action: float = 0.3
+    qa: float = 0.2
+
+    def probabilities(self) -> np.ndarray:
+        p = np.array([self.action, self.depth, self.depth_action, self.qa], dtype=np.float64)
+        if (p < 0).any() or p.sum() <= 0:
+            raise ValueError(f"StyleMix: expected non-negative weights with a positive sum, got {self}")
+        return p / p.sum()
+
+    @classmethod
+    def parse(cls, text: str) -> "StyleMix":
+        """'action=0.4,depth=0.1,depth_action=0.3,qa=0.2' -> StyleMix."""
+        kw = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = part.partition("=")
+            if key not in STYLE_ORDER or not value:
+                raise ValueError(f"--mix: expected entries like action=0.4 with keys {STYLE_ORDER}, got {part!r}")
+            kw[key] = float(value)
+        return cls(**kw)
+
+
+class NanoTrainData:
+    """The whole cache in memory (a few hundred MB for ~100 episodes at 96x96)."""
+
+    def __init__(self, root: Path, meta: dict[str, Any], episodes: list[dict[str, np.ndarray]],
+                 qa: list[dict[str, Any]], norm_stats: dict[str, Any], action_tokenizer: Any = None,
+                 progress: bool = False) -> None:
+        self.root, self.meta, self.episodes, self.qa, self.norm_stats = root, meta, episodes, qa, norm_stats
+        self.horizon = 30
+        lengths = np.array([len(e["action"]) for e in episodes])
+        if lengths.size == 0 or lengths.min() < 1:
+            raise ValueError(f"{root}: expected at least one non-empty episode, got lengths {lengths.tolist()}")
+        # (episode, frame) for every frame, so frames are sampled uniformly
+        self.index = np.concatenate([np.stack([np.full(n, i), np.arange(n)], 1) for i, n in enumerate(lengths)])
+        self.action_tokenizer = action_tokenizer
+        self.fast_ids: list[list[list[int] | None]] = []
+        self.fast_failures = 0
+        if action_tokenizer is not None:
+            self._encode_fast(progress)
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike, action_tokenizer: Any = None, progress: bool = True) -> "NanoTrainData":
+        root = Path(data_dir)
+        meta = load_meta(root)
+        episodes = []
+        for e in meta["episodes"]:
+            with np.load(root / e["file"]) as z:
+                episodes.append({k: z[k] for k in z.files} | {"instruction": e["instruction"]})
+        qa = json.loads((root / "qa.json").read_text())
+        stats = json.loads((root / "norm_stats.json").read_text())
+        if isinstance(action_tokenizer, (str, os.PathLike)):
+            from molmoact2.openfast import OpenFastProcessor
+
+            action_tokenizer = OpenFastProcessor.load(action_tokenizer)
+        return cls(root, meta, episodes, qa, stats, action_tokenizer, progress)
+
+    @property
+    def tag(self) -> str:
+        (tag,) = self.norm_stats["metadata_by_tag"]
+        return tag
+
+    def qa_segmentation(self, item: dict[str, Any]) -> np.ndarray:
+        with np.load(self.root / "qa_seg.npz") as z:
+            return z[f"{item['episode']}_{item['frame']}"]
+
+    # ---- targets -------------------------------------------------------------------------------
+    def chunk(self, episode: int, frame: int) -> np.ndarray:
+        """Raw actions [30, 6] from `frame` on; past the end the last action repeats."""
+        a = self.episodes[episode]["action"]
+        idx = np.minimum(np.arange(frame, frame + self.horizon), len(a) - 1)
+        return a[idx]
+
+    def normalized_chunk(self, episode: int, frame: int) -> np.ndarray:
+        from molmoact2.models.nano.normalization import normalize_actions
+
+        meta = self.norm_stats["metadata_by_tag"][self.tag]
+        return normalize_actions(self.chunk(episode, frame), meta["action_stats"], self.norm_stats["norm_mode"])
+
+    def _encode_fast(self, progress: bool) -> None:
+        """OpenFAST ids of every frame's chunk, normalized with the CHECKPOINT's action stats: at
+        inference the decoded chunk is un-normalized with them (inference.py), so both must agree."""
+        from tqdm.auto import tqdm
+
+        from molmoact2.openfast import EncodeRangeError
+
+        for i in tqdm(range(len(self.episodes)), desc="OpenFAST targets", unit="ep", file=sys.stderr,
+                      disable=not progress):
+            chunks = np.stack([self.normalized_chunk(i, f) for f in range(len(self.episodes[i]["action"]))])
+            try:
+                ids: list[list[int] | None] = self.action_tokenizer.encode(chunks.astype(np.float32))
+            except EncodeRangeError:  # encode one by one; a chunk outside the tokenizer's range gets no discrete target
+                ids = []
+                for c in chunks:
+                    try:
+                        ids.append(self.action_tokenizer.encode(c[None].astype(np.float32))[0])
+                    except EncodeRangeError:
+                        ids.append(None)
+                        self.fast_failures += 1
+            self.fast_ids.append(ids)
+
+    # ---- examples ------------------------------------------------------------------------------
+    def example_inputs(self, style: str, rng: np.random.Generator) -> dict[str, Any]:
+        """Keyword arguments for train_step.build_example (without model/processor)."""
+        if style == "qa":
+            item = self.qa[int(rng.integers(len(self.qa)))]
+            ep = self.episodes[item["episode"]]
+            return {"style": "qa", "images": [ep["front"][item["frame"]]], "question": item["question"],
+                    "answer": item["answer"]}
+        e, f = (int(v) for v in self.index[int(rng.integers(len(self.index)))])
+        ep = self.episodes[e]
+        kw: dict[str, Any] = {"style": style, "images": [ep["front"][f], ep["wrist"][f]], "norm_tag": self.tag,
+                              "task": ep["instruction"], "state": ep["state"][f]}
+        if style in ("depth", "depth_action"):
+            kw["depth_bins"] = ep["depth_buffer"][f]
+        if style in ("action", "depth_action"):
+            kw["actions"] = self.chunk(e, f)
+            if self.fast_ids and self.fast_ids[e][f] is not None:
+                kw["action_ids"] = self.fast_ids[e][f]
+        return kw
+
+    def sample_batch(self, model, processor, rng: np.random.Generator, batch_size: int,
+                     mix: StyleMix = StyleMix()) -> tuple[list[dict[str, Any]], list[str]]:
+        from molmoact2.models.nano.train_step import build_example
+
+        if not self.qa:
+            mix = StyleMix(mix.action, mix.depth, mix.depth_action, 0.0)
+        styles = [STYLE_ORDER[i] for i in rng.choice(len(STYLE_ORDER), size=batch_size, p=mix.probabilities())]
+        examples = [build_example(model, processor, **self.example_inputs(s, rng)) for s in styles]
+        return examples, styles

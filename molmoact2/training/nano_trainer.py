@@ -1,0 +1,255 @@
+"""The resumable Nano training loop behind `molmoact2 train nano`.
+
+Output directory layout (`--out DIR`):
+    DIR/config.json, model.safetensors (fp16), norm_stats.json, tokenizer files, processor_config.json,
+        generation_config.json        the real checkpoint layout; `load_nano(path=DIR)` loads it. Rewritten
+                                      at every checkpoint, so an interrupted run still leaves a usable model.
+    DIR/train_state/                  fp32 weights + AdamW state + step + RNG state + config (resume only;
+                                      do NOT ship it: `rsync -a --exclude train_state DIR/ assets/nano/`)
+    DIR/train_log.jsonl               one line per step: losses (overall and per style), lr, seconds
+    DIR/training_args.json            the configuration and the exact command line
+
+Determinism: the batch of step k is drawn from `numpy.random.default_rng([seed, k])` and the flow noise
+/ depth-code noise from a torch Generator seeded with (seed, k), so a run resumed at step k continues
+exactly as the uninterrupted run would (same data, same noise, same optimizer state). Writes are
+atomic (a temporary directory renamed into place), so a kill during a save never corrupts the state.
+
+Recommended real run (2 shared CPU cores, ~2 h; figures from the timed run in the issue-6 report):
+    molmoact2 train data --out /tmp/nano_data --episodes-per-task 25
+    molmoact2 train nano --data /tmp/nano_data --out /tmp/nano_small --size small --steps 2400 \\
+        --batch-size 16 --lr 1e-3 --seed 0
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from molmoact2.training.nano_examples import STYLE_ORDER, StyleMix
+
+STATE_DIR = "train_state"
+MAX_CHECKPOINT_MB = 25.0
+DEFAULT_ACTION_TOKENIZER = Path(__file__).resolve().parents[2] / "assets" / "openfast_so101_sim"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    size: str = "small"
+    steps: int = 2400
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
+    seed: int = 0
+    save_every: int = 200  # steps between checkpoints (train_state + the fp16 export)
+    threads: int = 2  # the real run is the only job on the machine: both cores
+    depth_noise_p: float = 0.1  # molmoact2.md §5: 10% of teacher-forced depth inputs are random codes
+    num_noise_samples: int = 4  # flow-matching noise draws per LM pass (post-training value, §6)
+    flow_weight: float = 1.0
+    mix: StyleMix = field(default_factory=StyleMix)
+    action_tokenizer: str = str(DEFAULT_ACTION_TOKENIZER)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for (0-based) step `step`."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _torch_generator(seed: int, step: int):
+    import torch
+
+    return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 1]).integers(2**62)))
+
+
+def _atomic_dir(final: Path, write) -> None:
+    """Write into a temporary sibling directory, then swap it into place."""
+    tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_train_state(out: Path, model, processor, optimizer, step: int, cfg: TrainConfig) -> None:
+    import torch
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp / "model")  # fp32, with norm_stats.json
+        processor.save_pretrained(tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save({"torch_rng": torch.get_rng_state()}, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "config": _config_dict(cfg)}, indent=1))
+
+    _atomic_dir(out / STATE_DIR, write)
+
+
+def export_checkpoint(out: Path, model, processor) -> float:
+    """The real checkpoint layout at the root of `out`, fp16. Returns model.safetensors' size in MiB."""
+    from molmoact2.models.nano.factory import save_checkpoint
+
+    half = copy.deepcopy(model)
+    half.norm_stats = model.norm_stats
+    tmp = out / f".export.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(half, processor, tmp, dtype="float16")
+    for f in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):  # config last: it marks a checkpoint
+        os.replace(f, out / f.name)
+    tmp.rmdir()
+    size_mib = (out / "model.safetensors").stat().st_size / 2**20
+    if size_mib > MAX_CHECKPOINT_MB:
+        raise RuntimeError(f"export: model.safetensors is {size_mib:.1f} MiB, expected < {MAX_CHECKPOINT_MB} MiB "
+                           f"(assets must stay small); use a smaller --size")
+    return size_mib
+
+
+def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _config_from(d: dict[str, Any]) -> TrainConfig:
+    d = dict(d)
+    d["mix"] = StyleMix(**d.get("mix", {}))
+    return TrainConfig(**d)
+
+
+def style_losses(styles: list[str], losses: dict[str, Any]) -> dict[str, float]:
+    """Per-style means for display: token CE (per generated token) and flow MSE."""
+    out: dict[str, float] = {}
+    sums, counts, flows = (np.asarray(losses[k], dtype=np.float64) for k in ("lm_row_sum", "lm_row_count", "flow_row"))
+    styles_arr = np.asarray(styles)
+    for s in STYLE_ORDER:
+        sel = styles_arr == s
+        if sel.any() and counts[sel].sum() > 0:
+            out[f"{s}_ce"] = float(sums[sel].sum() / counts[sel].sum())
+        fl = flows[sel][np.isfinite(flows[sel])]
+        if fl.size:
+            out[f"{s}_flow"] = float(fl.mean())
+    return out
+
+
+_SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_action_ce": "d+a",
+          "depth_action_flow": "d+aF", "qa_ce": "qa"}
+
+
+def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False,
+          progress: bool = True, argv: list[str] | None = None) -> dict[str, Any]:
+    """Train (or resume) Nano; returns a summary (steps run, seconds per step, final losses, size)."""
+    import torch
+
+    from molmoact2.models.nano.modeling_nano import NanoForConditionalGeneration
+    from molmoact2.models.nano.processing_nano import NanoProcessor
+    from molmoact2.models.nano.train_step import collate, train_step
+    from molmoact2.training.nano_examples import NanoTrainData
+
+    out = Path(out)
+    state_dir = out / STATE_DIR
+    torch.set_num_threads(int(cfg.threads))
+    if progress:  # one bar (ours); transformers' per-save "Writing model shards" bars would interleave with it
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    start = 0
+    if resume and (state_dir / "state.json").is_file():
+        saved = json.loads((state_dir / "state.json").read_text())
+        old = _config_from(saved["config"])
+        # Everything but the length of the run and the save cadence must match, or "resume" is a different run.
+        fixed = {k: v for k, v in _config_dict(old).items() if k not in ("steps", "save_every", "threads")}
+        now = {k: v for k, v in _config_dict(cfg).items() if k not in ("steps", "save_every", "threads")}
+        diff = {k: (fixed[k], now[k]) for k in fixed if fixed[k] != now[k]}
+        if diff:
+            raise ValueError(f"--resume: the options differ from the saved run in {state_dir} (saved, now): {diff}")
+        start = int(saved["step"])
+        model = NanoForConditionalGeneration.from_pretrained(str(state_dir / "model"))
+        processor = NanoProcessor.from_pretrained(state_dir / "model")
+        torch.set_rng_state(torch.load(state_dir / "rng.pt", weights_only=True)["torch_rng"])
+    elif resume:
+        raise FileNotFoundError(f"--resume: no saved state in {state_dir} (start without --resume)")
+    else:
+        if (out / "config.json").exists() or state_dir.exists():
+            raise FileExistsError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
+        model = processor = None
+    data = NanoTrainData.load(data_dir, action_tokenizer=cfg.action_tokenizer or None, progress=progress)
+    if model is None:
+        from molmoact2.models.nano.factory import build_random_nano
+
+        model, processor = build_random_nano(cfg.size, seed=cfg.seed, norm_stats=data.norm_stats)
+    elif model.norm_stats != data.norm_stats:
+        raise ValueError(f"--resume: the norm stats of {data_dir} differ from the saved run's: same --data expected")
+    model.norm_stats = data.norm_stats
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    if start:
+        optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+    out.mkdir(parents=True, exist_ok=True)
+    if not start:
+        (out / "training_args.json").write_text(json.dumps(
+            {"config": _config_dict(cfg), "data": str(data_dir), "argv": argv,
+             "data_frames": data.meta["frames"], "data_episodes": len(data.episodes),
+             "fast_failures": data.fast_failures}, indent=1))
+    if start >= cfg.steps:
+        raise ValueError(f"--resume: the saved run is already at step {start}; ask for --steps > {start}")
+
+    from tqdm.auto import tqdm
+
+    log = open(out / "train_log.jsonl", "a")
+    ema: dict[str, float] = {}
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"nano {cfg.size}", unit="step", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    t_run = time.perf_counter()
+    last: dict[str, Any] = {}
+    try:
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            lr = cfg.lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            rng = np.random.default_rng([cfg.seed, step])
+            examples, styles = data.sample_batch(model, processor, rng, cfg.batch_size, cfg.mix)
+            batch = collate(examples, processor)
+            losses = train_step(model, batch, optimizer, generator=_torch_generator(cfg.seed, step),
+                                depth_noise_p=cfg.depth_noise_p, num_noise_samples=cfg.num_noise_samples,
+                                flow_weight=cfg.flow_weight, row_losses=True)
+            per_style = style_losses(styles, losses)
+            record = {"step": step + 1, "lr": lr, "loss": losses["loss"], "lm_loss": losses["lm_loss"],
+                      "flow_loss": losses.get("flow_loss"), **per_style, "styles": {s: styles.count(s) for s in STYLE_ORDER},
+                      "seconds": round(time.perf_counter() - t0, 3)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            for k, v in per_style.items() | {("loss", losses["loss"])}:
+                ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
+            bar.set_postfix_str(" ".join(f"{_SHORT.get(k, k)}={ema[k]:.3f}" for k in ["loss", *sorted(_SHORT)]
+                                         if k in ema), refresh=False)
+            bar.update(1)
+            last = record
+            done = step + 1
+            if done % cfg.save_every == 0 or done == cfg.steps:
+                save_train_state(out, model, processor, optimizer, done, cfg)
+                export_checkpoint(out, model, processor)
+    finally:
+        bar.close()
+        log.close()
+    seconds = time.perf_counter() - t_run
+    size = (out / "model.safetensors").stat().st_size / 2**20
+    return {"steps_run": cfg.steps - start, "seconds": seconds, "seconds_per_step": seconds / max(1, cfg.steps - start),
+            "final": last, "model_mib": size, "fast_failures": data.fast_failures}

@@ -1,0 +1,86 @@
+"""`load_policy` specs for Nano: `nano` (the default directory) and `nano:DIR`; fail-fast CLI refusal.
+
+Every test points the default at a directory it controls (MOLMOACT2_NANO_DIR), so the results do not
+depend on whether assets/nano/ has been shipped yet.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from molmoact2.models import registry
+from molmoact2.models.registry import NANO_DIR_ENV, load_policy, nano_default_dir, resolve_nano_dir, spec_kind
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def nano_dir(tmp_path_factory):
+    pytest.importorskip("torch")
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    return make_random_checkpoint(tmp_path_factory.mktemp("reg") / "nano_random", seed=5)
+
+
+def test_spec_kinds():
+    assert spec_kind("nano") == spec_kind("NANO") == spec_kind("nano:/tmp/x") == "nano"
+    assert spec_kind("http://h:8000") == spec_kind("HTTPS://h") == "remote"
+    assert spec_kind("/data/MolmoAct2-DROID") == spec_kind("./nano") == "checkpoint"
+
+
+def test_default_dir_follows_env(tmp_path, monkeypatch):
+    monkeypatch.delenv(NANO_DIR_ENV, raising=False)
+    assert nano_default_dir() == registry.REPO_NANO_DIR == ROOT / "assets" / "nano"
+    monkeypatch.setenv(NANO_DIR_ENV, str(tmp_path / "n"))
+    assert nano_default_dir() == tmp_path / "n"
+
+
+def test_missing_nano_messages(tmp_path, monkeypatch):
+    monkeypatch.setenv(NANO_DIR_ENV, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_policy("nano")
+    msg = str(err.value)
+    assert f"{NANO_DIR_ENV}={tmp_path / 'empty'}" in msg and "molmoact2.models.nano.factory" in msg
+    assert "http://" in msg and "trust_remote_code=True" in msg
+    with pytest.raises(FileNotFoundError, match="does not exist; expected a Nano checkpoint directory"):
+        load_policy(f"nano:{tmp_path / 'nope'}")
+    (tmp_path / "not_nano").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        load_policy(f"nano:{tmp_path / 'not_nano'}")
+    # The repository default, without the env var: either shipped (a directory with config.json) or a
+    # NotImplementedError that says so -- never anything else.
+    monkeypatch.delenv(NANO_DIR_ENV)
+    if (registry.REPO_NANO_DIR / "config.json").is_file():
+        assert resolve_nano_dir() == registry.REPO_NANO_DIR
+    else:
+        with pytest.raises(NotImplementedError, match="not shipped yet"):
+            resolve_nano_dir()
+
+
+def test_nano_specs_load(nano_dir, monkeypatch):
+    monkeypatch.setenv(NANO_DIR_ENV, str(nano_dir))
+    default = load_policy("nano", seed=0)  # the default directory, here pointed at our random checkpoint
+    by_spec = load_policy(f"nano:{nano_dir}", seed=0)
+    by_path = load_policy("nano", path=str(nano_dir), seed=0)
+    for pol in (default, by_spec, by_path):
+        assert type(pol).__name__ == "NanoPolicy" and pol.checkpoint_dir == str(nano_dir)
+    with pytest.raises(TypeError, match="once"):
+        load_policy(f"nano:{nano_dir}", path=str(nano_dir))
+
+
+def test_cli_serve_nano_fails_fast_without_torch(tmp_path):
+    """`molmoact2 serve --policy nano` with no checkpoint: exit 2 with the message, torch never imported."""
+    script = ("import sys\nfrom molmoact2.cli import main\nrc = main(['serve', '--policy', 'nano', '--schema', "
+              "'so101'])\nprint('RC', rc, 'TORCH', 'torch' in sys.modules, 'TF', 'transformers' in sys.modules)\n")
+    env = {"PATH": "/usr/bin:/bin", NANO_DIR_ENV: str(tmp_path / "empty")}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    elapsed = time.perf_counter() - t0
+    assert "RC 2 TORCH False TF False" in r.stdout, r.stdout + r.stderr
+    assert "holds no Nano checkpoint" in r.stderr and "nano:/tmp/nano_random" in r.stderr
+    assert elapsed < 10, f"refusal took {elapsed:.1f} s"

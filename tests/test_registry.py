@@ -71,6 +71,15 @@ def test_nano_specs_load(nano_dir, monkeypatch):
         assert type(pol).__name__ == "NanoPolicy" and pol.checkpoint_dir == str(nano_dir)
     with pytest.raises(TypeError, match="once"):
         load_policy(f"nano:{nano_dir}", path=str(nano_dir))
+    # Serving Nano (6-D state, 2 cameras) needs a matching schema; the server refuses to start otherwise.
+    from molmoact2.models.act_protocol import SCHEMAS
+    from molmoact2.serve.app import build_app
+
+    build_app(default, SCHEMAS["so101"])
+    with pytest.raises(ValueError, match="6-D state but schema 'droid' sends 8-D"):
+        build_app(default, SCHEMAS["droid"])
+    with pytest.raises(ValueError, match="schema 'yam'"):
+        build_app(default, SCHEMAS["yam"])
 
 
 def test_cli_serve_nano_fails_fast_without_torch(tmp_path):

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from molmoact2.models.act_protocol import get_schema
     from molmoact2.models.registry import load_policy, spec_kind
-    from molmoact2.serve.app import serve
+    from molmoact2.serve.app import check_policy_matches_schema, serve
 
     schema = get_schema(args.schema)
     opts: dict = {}
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
               f"can drive the policy", file=sys.stderr)
     try:
         policy = load_policy(args.policy, **opts)
+        check_policy_matches_schema(policy, schema)  # e.g. a 6-D policy behind the 8-D droid schema
     except (ValueError, FileNotFoundError, NotImplementedError, TypeError) as exc:
         print(f"molmoact2 serve: {exc}", file=sys.stderr)
         return 2

@@ -110,9 +110,10 @@ def resolve_nano_dir(path: str | os.PathLike | None = None) -> Path:
                               f"{alternatives}")
 
 
-def _load_nano(path: str | None = None, **opts: Any) -> Policy:
+def _load_nano(spec_path: str | None = None, /, **opts: Any) -> Policy:
+    path = spec_path
     if "path" in opts:  # load_policy("nano", path=DIR) is the same as load_policy("nano:DIR")
-        if path:
+        if spec_path:
             raise TypeError("load_policy: give the Nano directory once, either as 'nano:DIR' or as path=DIR")
         path = opts.pop("path")
     directory = resolve_nano_dir(path)

@@ -43,11 +43,15 @@ def _json_response(payload: dict[str, Any], status: int = 200):
 
 def check_policy_matches_schema(policy: Any, schema: ActSchema) -> None:
     """Refuse to start when the served policy cannot take this schema's state (no silent padding)."""
+    meta = getattr(policy, "meta", None)  # norm-stats metadata of the policy's tag (HF checkpoints, Nano)
+    meta = meta if isinstance(meta, dict) else {}
     state_dim = getattr(policy, "state_dim", None)
+    if state_dim is None and "min" in (meta.get("state_stats") or {}):
+        state_dim = len(meta["state_stats"]["min"])
     if state_dim is not None and int(state_dim) != schema.state_dim:
         raise ValueError(f"policy {getattr(policy, 'name', policy)!r} takes a {state_dim}-D state but schema "
                          f"{schema.name!r} sends {schema.state_dim}-D; choose the matching --schema or --norm-tag")
-    keys = getattr(policy, "camera_keys", None)
+    keys = getattr(policy, "camera_keys", None) or meta.get("camera_keys")
     if keys is not None and len(keys) != len(schema.camera_fields):
         raise ValueError(f"policy expects cameras {list(keys)} but schema {schema.name!r} sends "
                          f"{list(schema.camera_fields)}")

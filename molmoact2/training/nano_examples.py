@@ -142,11 +142,19 @@ class NanoTrainData:
     def example_inputs(self, style: str, rng: np.random.Generator) -> dict[str, Any]:
         """Keyword arguments for train_step.build_example (without model/processor)."""
         if style == "qa":
-            item = self.qa[int(rng.integers(len(self.qa)))]
-            ep = self.episodes[item["episode"]]
-            return {"style": "qa", "images": [ep["front"][item["frame"]]], "question": item["question"],
-                    "answer": item["answer"]}
+            return self.qa_inputs(self.qa[int(rng.integers(len(self.qa)))])
         e, f = (int(v) for v in self.index[int(rng.integers(len(self.index)))])
+        return self.frame_inputs(style, e, f)
+
+    def qa_inputs(self, item: dict[str, Any]) -> dict[str, Any]:
+        ep = self.episodes[item["episode"]]
+        return {"style": "qa", "images": [ep["front"][item["frame"]]], "question": item["question"],
+                "answer": item["answer"]}
+
+    def frame_inputs(self, style: str, e: int, f: int) -> dict[str, Any]:
+        """A robot-style example of episode `e`, frame `f` (style action | depth | depth_action)."""
+        if style not in ("action", "depth", "depth_action"):
+            raise ValueError(f"frame_inputs: expected style action | depth | depth_action, got {style!r}")
         ep = self.episodes[e]
         kw: dict[str, Any] = {"style": style, "images": [ep["front"][f], ep["wrist"][f]], "norm_tag": self.tag,
                               "task": ep["instruction"], "state": ep["state"][f]}

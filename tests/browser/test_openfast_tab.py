@@ -41,8 +41,13 @@ def test_openfast_step_through_and_decode_failure_lab(page):
 
     # Drop the first id: diagnostics, not zeros.
     page.locator("#openfast-apply").click()
+    # Wait for the edit to land (the box already held valid ids before it, so a pattern would race).
+    page.wait_for_function(
+        "n => { const e = document.querySelector('#openfast-ids textarea');"
+        " return e && e.value.split(',').length === n }",
+        arg=n_ids - 1, timeout=30_000,
+    )
     expect(ids_box).to_have_value(re.compile(r"^\d+(, \d+)*$"))
-    assert len(ids_box.input_value().split(",")) == n_ids - 1
     page.locator("#openfast-decode").click()
     expect(diag).to_have_value(re.compile("OpenFAST decode failed"), timeout=30_000)
     expect(diag).to_have_value(re.compile("expected 180 DCT coefficients"))

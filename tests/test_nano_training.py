@@ -1,0 +1,181 @@
+"""Nano's training data pipeline and `molmoact2 train nano` on one tiny simulator episode.
+
+The dataset is built for real (MuJoCo expert, depth VQ-VAE, MolmoThink buffers, ground-truth QA);
+the training runs are a few steps of the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mujoco")
+
+from _nano_fixtures import one_thread_fixture  # noqa: E402
+from molmoact2 import spatial  # noqa: E402
+from molmoact2 import tokens as T  # noqa: E402
+
+one_thread = one_thread_fixture()
+RENDER = 96  # small renders keep the test fast; objects still cover > min_visible_px pixels
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from molmoact2.training.nano_data import DataConfig, build_dataset
+
+    cfg = DataConfig(tasks=("touch",), episodes_per_task=1, render_size=RENDER, store_size=64, think_stride=5,
+                     qa_frames_per_episode=2)
+    return build_dataset(cfg, tmp_path_factory.mktemp("nano") / "data", progress=False)
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    from molmoact2.training.nano_examples import NanoTrainData
+    from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER
+
+    return NanoTrainData.load(data_dir, action_tokenizer=DEFAULT_ACTION_TOKENIZER, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(data):
+    from molmoact2.models.nano.factory import build_random_nano
+
+    return build_random_nano("tiny", seed=0, norm_stats=data.norm_stats)
+
+
+def _completion(ex) -> list[int]:
+    return ex["input_ids"][ex["labels"] != -100].tolist()
+
+
+def test_cache_layout_norm_stats_and_depth_buffers(data):
+    ep = data.episodes[0]
+    n = len(ep["action"])
+    assert n > 10 and ep["front"].shape == (n, 64, 64, 3) and ep["wrist"].shape == (n, 64, 64, 3)
+    assert ep["state"].shape == ep["action"].shape == (n, 6)
+    stats = data.norm_stats
+    assert stats["format"] == "molmoact2_norm_stats.v1" and stats["norm_mode"] == "q01_q99"
+    meta = stats["metadata_by_tag"]["so101_sim_molmoact2"]
+    assert np.allclose(meta["action_stats"]["q99"], np.quantile(ep["action"].astype(np.float64), 0.99, axis=0))
+    assert np.allclose(meta["state_stats"]["min"], ep["state"].min(0))
+    assert meta["n_action_steps"] == 5 and meta["camera_keys"] == ["front", "wrist"]
+    # MolmoThink along the query chains (stride 5): chain starts decode everything, later frames carry forward.
+    codes, mask, buf = ep["depth_codes"], ep["think_mask"], ep["depth_buffer"]
+    assert codes.shape == (n, 100) and codes.min() >= 0 and codes.max() < 128
+    assert mask[:5].all() and np.array_equal(buf[:5], codes[:5])
+    for t in range(5, n):
+        assert np.array_equal(buf[t], np.where(mask[t], codes[t], buf[t - 5]))
+    assert not mask[5:].all(), "the static camera should leave some cells unchanged"
+    # Chunks: 30 future actions, the last one repeated past the end.
+    chunk = data.chunk(0, n - 3)
+    assert chunk.shape == (30, 6) and np.array_equal(chunk[:3], ep["action"][n - 3:])
+    assert (chunk[3:] == ep["action"][-1]).all()
+
+
+def test_every_style_builds_valid_token_sequences(data, tiny):
+    from molmoact2.models.nano.normalization import unnormalize_actions
+    from molmoact2.models.nano.train_step import build_example
+
+    model, proc = tiny
+    tid = proc.token_ids
+    ep = data.episodes[0]
+    f = 7
+    meta = data.norm_stats["metadata_by_tag"][data.tag]
+    for style in ("action", "depth", "depth_action"):
+        kw = data.frame_inputs(style, 0, f)
+        ex = build_example(model, proc, **kw)
+        prompt = proc.decode(ex["input_ids"][ex["labels"] == -100].tolist())
+        bins = T.discretize_state(ep["state"][f], meta["state_stats"], "q01_q99")
+        assert T.state_tokens_text(bins) in prompt and T.normalize_task(ep["instruction"]) in prompt
+        assert prompt.endswith(T.TRIGGERS[{"action": "robot_action", "depth": "robot_depth",
+                                            "depth_action": "robot_depth_action"}[style]])
+        parsed = T.parse_generated(np.asarray(_completion(ex)), tid)
+        assert parsed.eos is not None
+        if style != "action":
+            assert np.array_equal(parsed.depth_bins, ep["depth_buffer"][f])
+        if style != "depth":
+            assert parsed.action_ids.tolist() == data.fast_ids[0][f]
+            # The discrete target decodes back to the chunk (FAST quantization error only).
+            normed = data.action_tokenizer.decode([parsed.action_ids.tolist()], time_horizon=30, action_dim=6)[0]
+            back = unnormalize_actions(normed, meta["action_stats"], "q01_q99")
+            span = np.asarray(meta["action_stats"]["q99"]) - np.asarray(meta["action_stats"]["q01"])
+            assert np.all(np.abs(back - data.chunk(0, f)) <= 0.1 * np.maximum(span, 1.0) + 1.0)
+            assert ex["actions"].shape == (30, 32) and float(ex["action_mask"].sum()) == 30 * 6
+    for item in data.qa[:12]:
+        ex = build_example(model, proc, **data.qa_inputs(item))
+        ids = _completion(ex)
+        assert ids[-1] == model.config.eos_token_id
+        answer = proc.decode(ids[:-1])
+        assert answer == item["answer"]
+        assert spatial.parse_answer(answer, strict=True).ok
+
+
+def test_qa_answers_point_inside_their_masks(data):
+    kinds = {item["kind"] for item in data.qa}
+    assert {"point", "box", "count", "point_absent"} <= kinds
+    for item in data.qa:
+        seg = data.qa_segmentation(item)
+        h, w = seg.shape
+        ans = spatial.parse_answer(item["answer"], strict=True)
+        if item["kind"] in ("point", "closer"):
+            (pt,) = ans.points
+            col, row = spatial.pixel_index(*pt.xy_px(width=w, height=h), width=w, height=h)
+            assert seg[row, col] == item["labels"][0], item
+        elif item["kind"] == "count":
+            assert ans.count == item["count"] == len(ans.points) == len(item["labels"])
+            hit = [int(seg[r, c]) for c, r in (spatial.pixel_index(*p.xy_px(width=w, height=h), width=w, height=h)
+                                                for p in ans.points)]
+            assert sorted(hit) == sorted(item["labels"]), item
+        elif item["kind"] == "box":
+            (box,) = ans.boxes
+            x1, y1, x2, y2 = box.xyxy_px(width=w, height=h)
+            rows, cols = np.nonzero(seg == item["labels"][0])
+            assert x1 <= cols.min() + 0.5 and cols.max() + 0.5 <= x2 and y1 <= rows.min() + 0.5 and rows.max() + 0.5 <= y2
+        elif item["kind"] == "point_absent":
+            assert ans.count == 0 and not ans.points
+
+
+def _train(args):
+    from molmoact2.cli import main
+
+    return main(["train", "nano", "--size", "tiny", "--batch-size", "2", "--threads", "1", "--noise-samples", "1",
+                 *args])
+
+
+def _losses(path):
+    return [json.loads(line)["loss"] for line in (path / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_train_command_resumes_exactly_and_saves_a_loadable_checkpoint(data_dir, data, tmp_path):
+    from safetensors import safe_open
+
+    from molmoact2.models.base import CameraFrame, Observation
+    from molmoact2.models.nano import load_nano
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--data", str(data_dir), "--save-every", "100"]
+    assert _train([*common, "--out", str(a), "--steps", "3"]) == 0
+    assert (a / "train_state" / "state.json").is_file() and json.loads((a / "train_state" / "state.json").read_text())["step"] == 3
+    with pytest.raises(ValueError, match="differ from the saved run"):
+        _train([*common, "--out", str(a), "--steps", "5", "--resume", "--lr", "5e-4"])
+    with pytest.raises(FileExistsError, match="--resume"):
+        _train([*common, "--out", str(a), "--steps", "5"])
+    assert _train([*common, "--out", str(a), "--steps", "5", "--resume"]) == 0
+    assert _train([*common, "--out", str(b), "--steps", "5"]) == 0
+    la, lb = _losses(a), _losses(b)
+    assert len(la) == len(lb) == 5 and la == lb  # resumed == uninterrupted, bit for bit
+    log = [json.loads(line) for line in (a / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log) and any("qa_ce" in r or "action_flow" in r for r in log)
+
+    with safe_open(str(a / "model.safetensors"), "pt") as fh:
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float16}
+    saved = json.loads((a / "norm_stats.json").read_text())
+    assert saved == data.norm_stats
+    ep = data.episodes[0]
+    policy = load_nano(path=str(a), depth_reasoning=True, seed=0)
+    obs = Observation(cameras={"front": CameraFrame(rgb=ep["front"][0]), "wrist": CameraFrame(rgb=ep["wrist"][0])},
+                      state=ep["state"][0], instruction=ep["instruction"])
+    step = policy.predict(obs)
+    assert step.actions.shape == (5, 6) and np.isfinite(step.actions).all()
+    assert step.depth_bins.shape == (100,)

@@ -27,6 +27,19 @@ class AppContext:
     policy_spec: str = "nano"
 
 
+def model_status(spec: str) -> str:
+    """One honest line about the model the app was started with (the tabs below need none)."""
+    from molmoact2.models.registry import nano_default_dir, spec_kind
+
+    if spec == "nano" and not (nano_default_dir() / "config.json").is_file():
+        return ("Model: `nano` — not shipped yet, so no tab runs a model: they parse outputs, tokenize actions, "
+                "encode depth and drive the simulator's scripted experts.")
+    try:
+        return f"Model: `{spec}` ({spec_kind(spec)})."
+    except ValueError as err:
+        return f"Model: `{spec}` — {err}"
+
+
 def build_app(policy: str = "nano"):
     import gradio as gr
 
@@ -35,7 +48,7 @@ def build_app(policy: str = "nano"):
         gr.Markdown(
             "# MolmoAct2 Workbench\n"
             "Understand, teach and debug MolmoAct2-style action reasoning models — offline, on a CPU. "
-            f"Model: `{policy}`."
+            + model_status(policy)
         )
         with gr.Tabs():
             for name in TABS:

@@ -17,6 +17,7 @@ TABS = [
     "app.tabs.think",
     "app.tabs.openfast",
     "app.tabs.simulator",
+    "app.tabs.control",
 ]
 
 

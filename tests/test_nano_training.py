@@ -23,11 +23,15 @@ RENDER = 96  # small renders keep the test fast; objects still cover > min_visib
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from molmoact2.training.nano_data import DataConfig, build_dataset
+    from molmoact2.cli import main
 
-    cfg = DataConfig(tasks=("touch",), episodes_per_task=1, render_size=RENDER, store_size=64, think_stride=5,
-                     qa_frames_per_episode=2)
-    return build_dataset(cfg, tmp_path_factory.mktemp("nano") / "data", progress=False)
+    out = tmp_path_factory.mktemp("nano") / "data"
+    assert main(["train", "data", "--out", str(out), "--episodes-per-task", "1", "--tasks", "touch",
+                 "--render-size", str(RENDER), "--store-size", "64", "--think-stride", "5",
+                 "--qa-frames-per-episode", "2"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["render_size"] == RENDER and [e["task"] for e in meta["episodes"]] == ["touch"]
+    return out
 
 
 @pytest.fixture(scope="module")

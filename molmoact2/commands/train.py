@@ -1,7 +1,7 @@
 """`molmoact2 train ...`: build Nano's cached simulator dataset, and train Nano on it (resumable).
 
-    molmoact2 train data --out /tmp/nano_data --episodes-per-task 25
-    molmoact2 train nano --data /tmp/nano_data --out /tmp/nano_small --size small --steps 2400 \\
+    molmoact2 train data --out /tmp/nano_data --episodes-per-task 40
+    molmoact2 train nano --data /tmp/nano_data --out /tmp/nano_small --size small --steps 2000 \\
         --batch-size 16 --lr 1e-3 --seed 0           # add --resume to continue an interrupted run
 """
 
@@ -32,13 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n = sub.add_parser("nano", help="train Nano (resumable; writes the real checkpoint layout in fp16)")
     n.add_argument("--data", required=True, help="dataset directory from `molmoact2 train data`")
     n.add_argument("--out", required=True, help="checkpoint directory (train_state/ inside holds the resume state)")
-    n.add_argument("--steps", type=int, default=2400, help="total optimizer steps (including resumed ones)")
+    n.add_argument("--steps", type=int, default=2000, help="total optimizer steps (including resumed ones)")
     n.add_argument("--size", choices=("tiny", "small"), default="small")
     n.add_argument("--batch-size", type=int, default=16)
     n.add_argument("--lr", type=float, default=1e-3)
     n.add_argument("--warmup-steps", type=int, default=100)
     n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
+    n.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
     n.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     n.add_argument("--mix", default="", help="style weights, e.g. action=0.35,depth=0.15,depth_action=0.3,qa=0.2")
     n.add_argument("--noise-samples", type=int, default=4, help="flow-matching noise draws per LM pass")

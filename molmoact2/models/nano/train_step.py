@@ -10,7 +10,7 @@ EOS) + flow matching on continuous chunks (molmoact2.md §6). The expert reads e
 SAME teacher-forced pass; the action-token span and EOS are hidden from it (cross-attention mask), as
 in the real model, so at inference it sees exactly prompt (+ depth). 10% of teacher-forced depth
 INPUT codes are replaced by random codes (targets unchanged): the model must not copy its own errors.
-The data pipeline that produces examples from the simulator is a later step of issue 6.
+The simulator data pipeline and the training loop live in `molmoact2.training` (`molmoact2 train nano`).
 """
 
 from __future__ import annotations

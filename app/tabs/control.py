@@ -1,0 +1,169 @@
+"""Control: a policy in closed loop in the simulator — pick the model (expert, Nano, a checkpoint, an /act
+server) and check it, then run / step / pause / reset. Every chunk goes through the safety guard; the
+live viewer shows cameras, the planned path, the chunk per joint, depth codes and denoising states when
+the policy gives them, and latency per stage; the status line has the loop rate and every refusal.
+
+All the logic is in `molmoact2.control_session`: one `ControlSession` per browser session (a worker
+thread owns the MuJoCo world, whose EGL context belongs to one thread); these callbacks send it
+commands and move its recording into the viewer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from app.main import AppContext
+
+TITLE = "Control"
+IMAGE_SIZE = 224
+
+
+def _config(spec, task, seed, on_limit, trust, think):
+    from molmoact2.control_session import ControlConfig
+
+    return ControlConfig(policy_spec=str(spec or "").strip(), task=task, seed=int(seed), image_size=IMAGE_SIZE,
+                         on_limit=on_limit, trust_remote_code=bool(trust), depth_reasoning=bool(think))
+
+
+def _ensure(session, cfg):
+    """The session for `cfg`: reused while its settings match and the episode is not over."""
+    from molmoact2.control_session import ControlSession
+
+    if session is None:
+        return ControlSession(cfg)
+    if session.config != cfg or session.status().state in ("done", "error"):
+        session.reset(cfg)
+    return session
+
+
+def _bad_input(task, seed) -> str | None:
+    from molmoact2.sim import task_names
+
+    if task not in task_names():
+        return f"**Unknown task** `{task}`; valid: {', '.join(task_names())}"
+    try:
+        int(seed)
+    except (TypeError, ValueError):
+        return f"**Seed** must be an integer, got `{seed}`"
+    return None
+
+
+def _save(session) -> str | None:
+    if not session.steps:
+        return None
+    c = session.config
+    directory = Path(tempfile.mkdtemp(prefix="mact2-control-"))
+    return str(session.save_recording(directory / f"control_{c.task}_seed{c.seed}.rrd"))
+
+
+def check_model(spec, trust):
+    from molmoact2.control_session import check_spec, format_health
+
+    return format_health(check_spec(spec, trust_remote_code=bool(trust)))
+
+
+def run_policy(session, spec, task, seed, on_limit, trust, think):
+    """Generator: (session, viewer bytes, status, download) until the episode ends or is paused."""
+    from molmoact2.control_session import format_status
+
+    bad = _bad_input(task, seed)
+    if bad:
+        yield session, None, bad, None
+        return
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think))
+    st = session.status()
+    if st.state == "error":
+        yield session, None, format_status(st), None
+        return
+    session.run()
+    version = -1
+    while True:
+        version = session.wait_for_update(version, timeout_s=0.5)
+        st = session.status()
+        yield session, session.viewer_bytes(), format_status(st), None
+        if not st.running:
+            break
+    yield session, session.viewer_bytes(), format_status(session.status()), _save(session)
+
+
+def step_policy(session, spec, task, seed, on_limit, trust, think):
+    from molmoact2.control_session import format_status
+
+    bad = _bad_input(task, seed)
+    if bad:
+        return session, None, bad, None
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think))
+    if session.status().state != "error":
+        session.step()
+    return session, session.viewer_bytes(), format_status(session.status()), _save(session)
+
+
+def pause_policy(session):
+    from molmoact2.control_session import format_status
+
+    if session is None:
+        return "Nothing is running."
+    session.pause()
+    return format_status(session.status()) + "\n\n*pause requested: stopping after the chunk in progress*"
+
+
+def reset_policy(session, spec, task, seed, on_limit, trust, think):
+    from molmoact2.control_session import ControlSession, format_status
+
+    bad = _bad_input(task, seed)
+    if bad:
+        return session, bad, None
+    cfg = _config(spec, task, seed, on_limit, trust, think)
+    if session is None:
+        session = ControlSession(cfg)
+    else:
+        session.reset(cfg)
+    return session, format_status(session.status()), None
+
+
+def _close(session) -> None:
+    if session is not None:
+        session.close()
+
+
+def build(ctx: AppContext) -> None:
+    import gradio as gr
+    from gradio_rerun import Rerun
+
+    from molmoact2.control_session import NANO_NOT_SHIPPED_NOTE
+    from molmoact2.sim import task_names
+
+    gr.Markdown(
+        "Run a policy in closed loop in the simulator. Each chunk is predicted, checked by the **safety guard** "
+        "(joint limits, NaN, dimensions, chunk length) and executed; a refused chunk executes nothing and is listed "
+        "below. **Model**: `expert` (the scripted expert), `nano`, `nano:DIR`, a local checkpoint directory, or an "
+        "`http://host:port` /act server — press **Check** to test it before running.\n\n" + NANO_NOT_SHIPPED_NOTE
+    )
+    session = gr.State(None, delete_callback=_close)
+    with gr.Row():
+        spec = gr.Textbox(value="expert", label="Model (spec)", elem_id="ctl-spec", scale=3)
+        trust = gr.Checkbox(value=False, label="trust the checkpoint's own code", elem_id="ctl-trust")
+        think = gr.Checkbox(value=False, label="depth reasoning (Think)", elem_id="ctl-think")
+        check = gr.Button("Check", elem_id="ctl-check")
+    health = gr.Markdown("Model not checked yet.", elem_id="ctl-health")
+    with gr.Row():
+        task = gr.Dropdown(task_names(), value="touch", label="Task", elem_id="ctl-task")
+        seed = gr.Number(value=0, precision=0, label="Seed", elem_id="ctl-seed")
+        on_limit = gr.Radio(["refuse", "clip"], value="refuse", label="Targets outside the joint limits",
+                            elem_id="ctl-on-limit")
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", elem_id="ctl-run")
+        step = gr.Button("Step", elem_id="ctl-step")
+        pause = gr.Button("Pause", elem_id="ctl-pause")
+        reset = gr.Button("Reset", elem_id="ctl-reset")
+    status = gr.Markdown("Choose a model and a task, then **Run** or **Step**.", elem_id="ctl-status")
+    viewer = Rerun(streaming=True, height=620, label="Rerun viewer", elem_id="ctl-viewer")
+    download = gr.File(label="Recording (.rrd)", interactive=False, elem_id="ctl-download")
+
+    inputs = [session, spec, task, seed, on_limit, trust, think]
+    check.click(check_model, inputs=[spec, trust], outputs=[health])
+    run.click(run_policy, inputs=inputs, outputs=[session, viewer, status, download])
+    step.click(step_policy, inputs=inputs, outputs=[session, viewer, status, download])
+    pause.click(pause_policy, inputs=[session], outputs=[status])
+    reset.click(reset_policy, inputs=inputs, outputs=[session, status, download])

@@ -1,0 +1,121 @@
+"""The Control tab in a real browser: the default `expert` runs in closed loop through the safety guard and
+streams to the viewer with a downloadable .rrd; the model selector's health indicator checks OUR /act
+server (a random tiny Nano served by `molmoact2 serve` in its own process) and shows a readable error for
+a closed port."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def nano_server(tmp_path_factory):
+    """A random tiny Nano checkpoint built by the factory, served by `molmoact2 serve --policy nano:DIR --schema
+    so101` on a free loopback port, both in one background process started BEFORE the app (tests request this
+    fixture first), so its start-up overlaps the app's. Yields a function that waits for /healthz -> URL."""
+    ckpt = tmp_path_factory.mktemp("nano") / "nano_random"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
+    py = shlex.quote(sys.executable)
+    script = (f"{py} -m molmoact2.models.nano.factory --out {shlex.quote(str(ckpt))} && exec {py} -m molmoact2 serve "
+              f"--policy nano:{shlex.quote(str(ckpt))} --schema so101 --port {port}")
+    proc = subprocess.Popen(["sh", "-c", script], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group: the factory step is stopped too
+    url = f"http://127.0.0.1:{port}"
+
+    def wait_up(timeout_s: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"molmoact2 serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "molmoact2 serve did not answer /healthz in time"
+            time.sleep(0.2)  # polling interval of a condition wait, not a fixed delay
+
+    yield wait_up
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _open_tab(page) -> None:
+    page.locator("#tab-control-button, button[role=tab]:has-text('Control')").first.click()
+    page.wait_for_selector("#ctl-run", state="visible", timeout=60_000)
+
+
+def test_expert_runs_closed_loop_and_records(nano_server, page):  # nano_server: started early, used below
+    _open_tab(page)
+    expect(page.locator("#ctl-spec textarea, #ctl-spec input").first).to_have_value("expert")
+    # The streaming viewer fetches the run event's output as HLS-style segments: /gradio_api/stream/.../*.ts
+    segments = []
+    page.on("response", lambda r: segments.append(r) if "/stream/" in r.url and r.url.endswith(".ts") else None)
+
+    page.locator("#ctl-run").click()
+    status = page.locator("#ctl-status")
+    status.get_by_text("success").wait_for(timeout=120_000)
+    text = status.inner_text()
+    assert "chunks executed" in text and "loop rate" in text and "Hz" in text and "safety refusals 0" in text
+    chunks = int(text.split("chunks executed")[1].split()[0])
+    assert chunks >= 1
+
+    link = page.locator("#ctl-download a").first
+    link.wait_for(timeout=60_000)
+    href = link.get_attribute("href")
+    assert href and href.split("?")[0].endswith(".rrd")
+    body = page.request.get(href).body()
+    assert len(body) > 10_000 and body[:4] in (b"RRF2", b"RRF0", b"RRIS")
+    assert segments, "the viewer received no recording data"
+    first = segments[0].body()
+    assert first[:4] in (b"RRF2", b"RRF0"), f"the viewer's first segment is not RRD: {first[:16]!r}"
+
+
+def test_health_indicator_ok_and_error(nano_server, page):
+    _open_tab(page)
+    url = nano_server()
+    spec = page.locator("#ctl-spec textarea, #ctl-spec input").first
+    health = page.locator("#ctl-health")
+
+    spec.fill(url)
+    page.locator("#ctl-check").click()
+    health.get_by_text("ok", exact=False).first.wait_for(timeout=60_000)
+    expect(health).to_contain_text("so101_sim_molmoact2", timeout=30_000)
+    expect(health).to_contain_text("round trip")
+    expect(health).to_contain_text("so101")
+    assert "✅" in health.inner_text()
+
+    closed = f"http://127.0.0.1:{_free_port()}"
+    spec.fill(closed)
+    page.locator("#ctl-check").click()
+    expect(health).to_contain_text("error", timeout=60_000)
+    expect(health).to_contain_text("cannot reach")
+    text = health.inner_text()
+    assert closed.split("//")[1] in text and "Traceback" not in text

@@ -1,0 +1,195 @@
+"""The Control tab's library part on a real MuJoCo world: run / step / pause / reset semantics with the
+scripted expert, a NaN-emitting policy refused by the safety guard (visible in status and Step), and a
+tiny Nano behind our /act server (real uvicorn on 127.0.0.1) driving the loop through RemotePolicy."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from molmoact2.control_session import (ControlConfig, ControlSession, check_spec, format_health, format_status)
+from molmoact2.models.base import Step
+from molmoact2.runner import ExpertPolicy
+
+FAST = dict(image_size=64, depth=False)  # small renders: the semantics do not depend on image size
+
+
+class Gated:
+    """The expert, but each predict waits for a permit: the test decides when every chunk may happen."""
+
+    def __init__(self, env) -> None:
+        self.inner, self.name = ExpertPolicy(env), "gated-expert"
+        self.permits = threading.Semaphore(0)
+        self.entered = 0
+        self.cond = threading.Condition()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def predict(self, obs):
+        with self.cond:
+            self.entered += 1
+            self.cond.notify_all()
+        if not self.permits.acquire(timeout=60):
+            raise TimeoutError("test gate: no permit within 60 s")
+        return self.inner.predict(obs)
+
+    def wait_entered(self, n: int) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.entered >= n, timeout=60), f"predict #{n} never started"
+
+
+def test_step_run_pause_reset_with_the_expert():
+    gates: list[Gated] = []
+
+    def factory(env):
+        gates.append(Gated(env))
+        return gates[-1]
+
+    session = ControlSession(ControlConfig(task="pick_place", seed=1, **FAST), policy_factory=factory)
+    try:
+        st = session.status()
+        assert st.state == "ready" and st.chunks == 0 and st.instruction
+        gate = gates[-1]
+
+        # step: exactly one chunk, then paused
+        gate.permits.release()
+        st = session.step()
+        assert st.state == "paused" and st.chunks == 1 and st.ticks > 0 and st.refusals == 0
+        assert len(session.steps) == 1 and session.steps[0].n_executed == st.ticks
+
+        # run, then pause while chunk 3 is being predicted: the pause lands after that chunk
+        session.run()
+        gate.permits.release()
+        gate.wait_entered(3)  # chunk 2 done, the worker waits inside chunk 3's predict
+        session.pause()
+        gate.permits.release()
+        st = session.wait_stopped(timeout_s=60)
+        assert st.state == "paused" and st.chunks == 3, format_status(st)
+        assert st.loop_hz and st.loop_hz > 0 and "loop rate" in format_status(st)
+        ticks_paused = st.ticks
+        assert ticks_paused == sum(s.n_executed for s in session.steps)
+
+        # step from paused: one more chunk
+        gate.permits.release()
+        st = session.step()
+        assert st.state == "paused" and st.chunks == 4 and st.ticks > ticks_paused
+
+        # the recording streams and saves
+        rrd = session.viewer_bytes()
+        assert rrd and rrd[:4] in (b"RRF2", b"RRF0")
+
+        # reset: back to chunk 0 of the same seed; then run to the end
+        st = session.reset()
+        assert st.state == "ready" and st.chunks == 0 and st.ticks == 0 and session.steps == []
+        gate = gates[-1]
+        gate.permits.release(200)
+        session.run()
+        st = session.wait_stopped(timeout_s=120)
+        assert st.state == "done" and st.success and st.stopped_by == "success", format_status(st)
+        assert "success" in format_status(st) and f"chunks executed {st.chunks}" in format_status(st)
+        steps = session.steps
+        assert [s.index for s in steps] == sorted({s.index for s in steps})  # one timeline: env ticks
+        assert all(s.planned_path_world is not None and s.timings_ms["loop_execute_ms"] >= 0 for s in steps)
+    finally:
+        session.close()
+
+
+class NaNAfter:
+    """The expert, with a NaN in the chunk of call `bad` (a policy gone wrong)."""
+
+    def __init__(self, env, bad: int = 1) -> None:
+        self.inner, self.bad, self.calls, self.name = ExpertPolicy(env), bad, 0, "nan-policy"
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.calls = 0
+
+    def predict(self, obs):
+        step = self.inner.predict(obs)
+        self.calls += 1
+        if self.calls - 1 == self.bad:
+            actions = np.array(step.actions, np.float32)
+            actions[2, 3] = np.nan
+            return Step(backend=self.name, observation=obs, actions=actions)
+        return step
+
+
+def test_nan_policy_is_refused_and_shown(tmp_path):
+    session = ControlSession(ControlConfig(task="pick_place", seed=0, **FAST), policy_factory=NaNAfter)
+    try:
+        session.run()
+        st = session.wait_stopped(timeout_s=60)
+        text = format_status(st)
+        assert st.state == "done" and st.stopped_by == "refused" and st.refusals == 1 and not st.success
+        assert st.chunks == 2 and "safety refusals 1" in text and "[finite]" in text and "non-finite" in text
+        refused = session.steps[-1]
+        assert refused.info["safety"]["refused"] and refused.n_executed == 0
+        assert refused.info["safety"]["records"][0]["rule"] == "finite"
+        assert refused.planned_path_world is None  # nothing drawn for a chunk that is not finite
+        assert st.ticks == session.steps[0].n_executed  # the refused chunk executed nothing
+        path = session.save_recording(tmp_path / "nan.rrd")
+        assert path.stat().st_size > 1000 and path.read_bytes()[:4] in (b"RRF2", b"RRF0")
+    finally:
+        session.close()
+
+
+def test_bad_specs_are_errors_in_words():
+    assert check_spec("expert").ok
+    assert not check_spec("").ok
+    h = check_spec("http://127.0.0.1:9")  # discard port: nothing listens
+    assert not h.ok and "cannot reach" in h.message and format_health(h).startswith("❌ **error**")
+    h = check_spec("/no/such/checkpoint")
+    assert not h.ok and "does not exist" in h.message
+    session = ControlSession(ControlConfig(policy_spec="nano:/no/such/dir", task="touch", **FAST))
+    try:
+        st = session.status()
+        assert st.state == "error" and "does not exist" in st.error and "Error" in format_status(st)
+        st = session.reset(ControlConfig(policy_spec="expert", task="touch", **FAST))  # recovers
+        assert st.state == "ready"
+    finally:
+        session.close()
+
+
+@pytest.fixture(scope="module")
+def nano_server():
+    import torch
+
+    from molmoact2.models.act_protocol import get_schema
+    from molmoact2.models.nano.factory import build_random_nano
+    from molmoact2.models.nano.policy import NanoPolicy
+    from molmoact2.serve.app import ServerThread, build_app
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a shared 2-core machine: one thread is faster
+    model, processor = build_random_nano("tiny", seed=0)
+    policy = NanoPolicy(model, processor, depth_reasoning=True, seed=0)
+    server = ServerThread(build_app(policy, get_schema("so101"))).start()
+    yield server
+    server.stop()
+    torch.set_num_threads(before)
+
+
+def test_remote_nano_through_the_loop(nano_server):
+    h = check_spec(nano_server.url)
+    assert h.ok and h.details["norm_tag"] == "so101_sim_molmoact2" and h.details["schema"] == "so101"
+    assert h.round_trip_ms is not None and "norm_tag `so101_sim_molmoact2`" in format_health(h)
+    # Random weights: targets may leave the joint range, so clip them (the guard records every clip).
+    cfg = ControlConfig(policy_spec=nano_server.url, task="touch", seed=0, on_limit="clip", max_steps=60, **FAST)
+    session = ControlSession(cfg)
+    try:
+        assert session.status().state == "ready", format_status(session.status())
+        st = session.step()
+        assert st.chunks == 1 and st.ticks > 0 and st.refusals == 0, format_status(st)
+        st = session.step()
+        assert st.chunks == 2 or st.state == "done", format_status(st)
+        step = session.steps[0]
+        assert step.backend == "remote" and step.actions.shape[1] == 6
+        assert step.depth_bins is not None and step.depth_update_mask is not None  # Think via the /act extras
+        assert step.planned_path_world is not None and step.planned_path_world.shape == (len(step.actions), 3)
+        assert "round_trip_ms" in step.timings_ms and "server_dt_ms" in step.timings_ms
+        assert step.action_names is not None and st.policy_name.startswith("remote:")
+    finally:
+        session.close()

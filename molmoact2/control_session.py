@@ -5,7 +5,7 @@ through `run_episode` and the safety guard, with a live Rerun feed and a downloa
     session.step()                        # exactly one chunk (predict -> guard -> execute), then paused
     session.run(); session.wait_stopped()  # chunks until success / time-out / refusal / pause()
     print(format_status(session.status()))
-    session.save_recording("/tmp/touch.rrd")
+    save_rrd(session.steps, "/tmp/touch.rrd")  # molmoact2.viz.logger; live: molmoact2.viz.feed.StepFeed
     session.close()
 
 Why a worker thread: MuJoCo's EGL rendering context belongs to the thread that created it, while
@@ -38,6 +38,18 @@ NANO_NOT_SHIPPED_NOTE = ("Nano (the workbench's own small model, issue 6) is **n
                          "clearly. Use `expert`, a random test Nano (`nano:/tmp/nano_random`, built with "
                          "`python -m molmoact2.models.nano.factory --out /tmp/nano_random`; meaningless actions), a "
                          "local checkpoint directory, or an /act server URL.")
+
+
+def nano_note() -> str:
+    """One honest sentence about Nano for the model selector (true before and after it ships)."""
+    from molmoact2.models.registry import nano_default_dir
+
+    directory = nano_default_dir()
+    if (directory / "config.json").is_file():
+        return f"Nano is available: `nano` loads {directory}."
+    return NANO_NOT_SHIPPED_NOTE
+
+
 CONTROL_SPEC_HELP = "'expert' (the simulator's scripted expert), or a model spec: 'nano', 'nano:DIR', a checkpoint " \
                     "directory, or an http(s)://host:port /act URL"
 
@@ -86,8 +98,6 @@ def check_spec(spec: str, *, trust_remote_code: bool = False, norm_tag: str | No
 
             directory = resolve_nano_dir(s[len("nano:"):].strip() if s.lower().startswith("nano:") else None)
             return _check_dir(s, kind, directory, trust_remote_code=False, norm_tag=norm_tag)
-        from molmoact2.models.hf import CheckpointError  # noqa: F401  (imported for the except below)
-
         path = Path(s).expanduser()
         if not path.is_dir():
             what = "is a file" if path.exists() else "does not exist"
@@ -240,37 +250,6 @@ def annotate_step(step: Step, env: Any) -> None:
             step.info["denoising_paths_world"] = np.stack([env.planned_path(s)[0] for s in states])
 
 
-class ViewerFeed:
-    """One Rerun recording per episode, fed incrementally: `pull(steps)` logs the Steps not logged yet and
-    returns the new RRD bytes for a streaming `gradio_rerun.Rerun` (called from the UI thread, never from
-    the control loop, so logging never slows the loop)."""
-
-    def __init__(self, cameras: list[str], joint_names: tuple[str, ...] | None) -> None:
-        from molmoact2.viz.blueprint import default_blueprint
-        from molmoact2.viz.logger import StepLogger, new_recording
-
-        self.rec = new_recording()
-        self._stream = self.rec.binary_stream()
-        self.rec.send_blueprint(default_blueprint(cameras or ["main"], joint_names))
-        self._logger = StepLogger(self.rec)
-        self._lock = threading.Lock()
-        self.logged = 0
-
-    def pull(self, steps: list[Step]) -> bytes | None:
-        with self._lock:
-            for step in steps[self.logged:]:
-                self._logger.log(step)
-                self.logged += 1
-            self.rec.flush()
-            return self._stream.read() or None
-
-    def discard(self) -> None:
-        """Drop bytes nobody will read (the episode was reset), so Rerun does not warn about them."""
-        with self._lock:
-            self.rec.flush()
-            self._stream.read()
-
-
 class ControlSession:
     """One closed-loop episode at a time, owned by one worker thread (see the module docstring).
 
@@ -285,7 +264,9 @@ class ControlSession:
         self._version = 0
         self._steps: list[Step] = []
         self._status = ControlStatus("empty", self.config)
-        self._feed: ViewerFeed | None = None
+        self.episode_id = 0  # +1 per reset: views start a new recording when it changes
+        self.cameras: tuple[str, ...] = ()
+        self.action_names: tuple[str, ...] | None = None
         self._thread = threading.Thread(target=self._loop, name="control-session", daemon=True)
         self._closed = False
         if start:
@@ -335,6 +316,11 @@ class ControlSession:
         with self._cond:
             return list(self._steps)
 
+    def snapshot(self) -> tuple[int, list[Step], tuple[str, ...], tuple[str, ...] | None]:
+        """(episode_id, steps, cameras, action_names), read together: what a viewer feed needs."""
+        with self._cond:
+            return self.episode_id, list(self._steps), self.cameras, self.action_names
+
     def wait_for_update(self, seen_version: int, timeout_s: float = 1.0) -> int:
         """Block until something changed after `seen_version` (a Step, a state change) or the timeout;
         return the current version."""
@@ -349,21 +335,6 @@ class ControlSession:
                 raise TimeoutError(f"ControlSession still running after {timeout_s} s ({self._status})")
             return self._status
 
-    def viewer_bytes(self) -> bytes | None:
-        """New RRD bytes of this episode's live recording since the last call (None when nothing new)."""
-        with self._cond:
-            feed, steps = self._feed, list(self._steps)
-        return feed.pull(steps) if feed is not None else None
-
-    def save_recording(self, path: str | Path) -> Path:
-        """The episode so far as an .rrd file (atomic)."""
-        from molmoact2.viz.logger import save_rrd
-
-        steps = self.steps
-        if not steps:
-            raise ValueError("no chunks executed yet: press step or run first, then download the recording")
-        return save_rrd(steps, path)
-
     # ---- the worker ------------------------------------------------------------------------------
     def _set(self, **changes: Any) -> None:
         with self._cond:
@@ -375,6 +346,7 @@ class ControlSession:
         self._env = self._policy = self._episode = None
         self._built: tuple | None = None
         self._policy_key: tuple | None = None
+        self._world_gen = 0
         self._mode = "idle"
         try:
             while True:
@@ -409,6 +381,8 @@ class ControlSession:
                     if done is not None:
                         done.set()
         finally:
+            if self._policy is not None and hasattr(self._policy.inner, "close"):
+                self._policy.inner.close()  # e.g. RemotePolicy's HTTP connection pool
             self._close_world()
 
     def _close_world(self) -> None:
@@ -428,11 +402,11 @@ class ControlSession:
         self._mode = "idle"
         self._episode = None
         with self._cond:
-            old_feed, self._steps, self._feed = self._feed, [], None
-        if old_feed is not None:
-            old_feed.discard()
-        self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, refusal_messages=(), success=False,
-                  stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="")
+            self._steps = []
+            self.episode_id += 1
+            self.cameras, self.action_names = (), None
+        self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, refusal_messages=(),
+                  success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="")
         try:
             world_key = (config.task, config.image_size, config.depth)
             if self._built != world_key:
@@ -440,16 +414,18 @@ class ControlSession:
                 self._env = make_env(config.task, seed=config.seed, image_size=config.image_size, depth=config.depth,
                                      segmentation=False)
                 self._built = world_key
-                self._policy_key = None  # the expert is bound to its env
+                self._world_gen += 1
+            # Reload only when something that defines the model changed (the expert is bound to its world).
+            bound = self._world_gen if control_spec_kind(config.policy_spec) == "expert" else None
             policy_key = (config.policy_spec.strip(), config.trust_remote_code, config.norm_tag,
-                          config.depth_reasoning, id(self._env))
+                          config.depth_reasoning, bound)
             if self._policy_factory is not None:
                 policy = self._policy_factory(self._env)
                 self._policy = _TimedPolicy(policy)
             elif self._policy_key != policy_key:
                 if self._policy is not None and hasattr(self._policy.inner, "close"):
                     self._policy.inner.close()
-                self._policy = None
+                self._policy, self._policy_key = None, None
                 self._policy = _TimedPolicy(make_control_policy(config, self._env))
                 self._policy_key = policy_key
             env = self._env
@@ -463,7 +439,7 @@ class ControlSession:
                                         summary=self._summary)
             self._busy_s = 0.0
             with self._cond:
-                self._feed = ViewerFeed(list(env.cameras), tuple(env.action_names))
+                self.cameras, self.action_names = tuple(env.cameras), tuple(env.action_names)
             self._set(state="ready", policy_name=self._policy.name, instruction=env.instruction,
                       time_limit_steps=int(config.max_steps or env.time_limit_steps))
         except Exception as exc:  # a bad spec, a missing checkpoint, an unreachable server: shown, not raised

@@ -12,6 +12,8 @@ import pytest
 from molmoact2.control_session import (ControlConfig, ControlSession, check_spec, format_health, format_status)
 from molmoact2.models.base import Step
 from molmoact2.runner import ExpertPolicy
+from molmoact2.viz.feed import StepFeed
+from molmoact2.viz.logger import save_rrd
 
 FAST = dict(image_size=64, depth=False)  # small renders: the semantics do not depend on image size
 
@@ -77,13 +79,16 @@ def test_step_run_pause_reset_with_the_expert():
         st = session.step()
         assert st.state == "paused" and st.chunks == 4 and st.ticks > ticks_paused
 
-        # the recording streams and saves
-        rrd = session.viewer_bytes()
-        assert rrd and rrd[:4] in (b"RRF2", b"RRF0")
+        # the live viewer feed gets every Step of this episode, then a new recording after the reset
+        feed = StepFeed()
+        rrd = feed.pull(*session.snapshot())
+        assert rrd and rrd[:4] in (b"RRF2", b"RRF0") and feed.logged == 4
+        assert feed.pull(*session.snapshot()) is None  # nothing new
 
         # reset: back to chunk 0 of the same seed; then run to the end
         st = session.reset()
         assert st.state == "ready" and st.chunks == 0 and st.ticks == 0 and session.steps == []
+        assert feed.pull(*session.snapshot()) is None  # the new episode has no Step yet
         gate = gates[-1]
         gate.permits.release(200)
         session.run()
@@ -93,6 +98,9 @@ def test_step_run_pause_reset_with_the_expert():
         steps = session.steps
         assert [s.index for s in steps] == sorted({s.index for s in steps})  # one timeline: env ticks
         assert all(s.planned_path_world is not None and s.timings_ms["loop_execute_ms"] >= 0 for s in steps)
+        rrd = feed.pull(*session.snapshot())
+        assert rrd[:4] in (b"RRF2", b"RRF0") and feed.logged == len(steps)  # a fresh recording of this episode
+        feed.close()
     finally:
         session.close()
 
@@ -130,7 +138,7 @@ def test_nan_policy_is_refused_and_shown(tmp_path):
         assert refused.info["safety"]["records"][0]["rule"] == "finite"
         assert refused.planned_path_world is None  # nothing drawn for a chunk that is not finite
         assert st.ticks == session.steps[0].n_executed  # the refused chunk executed nothing
-        path = session.save_recording(tmp_path / "nan.rrd")
+        path = save_rrd(session.steps, tmp_path / "nan.rrd")  # the refused chunk is in the recording too
         assert path.stat().st_size > 1000 and path.read_bytes()[:4] in (b"RRF2", b"RRF0")
     finally:
         session.close()

@@ -11,12 +11,23 @@ commands and move its recording into the viewer.
 from __future__ import annotations
 
 import tempfile
+import weakref
 from pathlib import Path
 
 from app.main import AppContext
 
 TITLE = "Control"
 IMAGE_SIZE = 224
+_FEEDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> its viewer feed (dies with it)
+
+
+def _viewer_bytes(session) -> bytes | None:
+    from molmoact2.viz.feed import StepFeed
+
+    feed = _FEEDS.get(session)
+    if feed is None:
+        feed = _FEEDS[session] = StepFeed()
+    return feed.pull(*session.snapshot())
 
 
 def _config(spec, task, seed, on_limit, trust, think):
@@ -50,11 +61,14 @@ def _bad_input(task, seed) -> str | None:
 
 
 def _save(session) -> str | None:
-    if not session.steps:
+    from molmoact2.viz.logger import save_rrd
+
+    steps = session.steps
+    if not steps:
         return None
     c = session.config
     directory = Path(tempfile.mkdtemp(prefix="mact2-control-"))
-    return str(session.save_recording(directory / f"control_{c.task}_seed{c.seed}.rrd"))
+    return str(save_rrd(steps, directory / f"control_{c.task}_seed{c.seed}.rrd"))
 
 
 def check_model(spec, trust):
@@ -81,22 +95,24 @@ def run_policy(session, spec, task, seed, on_limit, trust, think):
     while True:
         version = session.wait_for_update(version, timeout_s=0.5)
         st = session.status()
-        yield session, session.viewer_bytes(), format_status(st), None
+        yield session, _viewer_bytes(session), format_status(st), None
         if not st.running:
             break
-    yield session, session.viewer_bytes(), format_status(session.status()), _save(session)
+    yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
 
 
 def step_policy(session, spec, task, seed, on_limit, trust, think):
+    """Generator (one yield): the streaming viewer takes its bytes from generators only."""
     from molmoact2.control_session import format_status
 
     bad = _bad_input(task, seed)
     if bad:
-        return session, None, bad, None
+        yield session, None, bad, None
+        return
     session = _ensure(session, _config(spec, task, seed, on_limit, trust, think))
     if session.status().state != "error":
         session.step()
-    return session, session.viewer_bytes(), format_status(session.status()), _save(session)
+    yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
 
 
 def pause_policy(session):
@@ -131,14 +147,15 @@ def build(ctx: AppContext) -> None:
     import gradio as gr
     from gradio_rerun import Rerun
 
-    from molmoact2.control_session import NANO_NOT_SHIPPED_NOTE
+    from molmoact2.control_session import nano_note
     from molmoact2.sim import task_names
 
     gr.Markdown(
         "Run a policy in closed loop in the simulator. Each chunk is predicted, checked by the **safety guard** "
         "(joint limits, NaN, dimensions, chunk length) and executed; a refused chunk executes nothing and is listed "
         "below. **Model**: `expert` (the scripted expert), `nano`, `nano:DIR`, a local checkpoint directory, or an "
-        "`http://host:port` /act server — press **Check** to test it before running.\n\n" + NANO_NOT_SHIPPED_NOTE
+        "`http://host:port` /act server — press **Check** to test it before running.\n\n" + nano_note(),
+        elem_id="ctl-intro",
     )
     session = gr.State(None, delete_callback=_close)
     with gr.Row():

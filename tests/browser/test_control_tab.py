@@ -17,8 +17,11 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from molmoact2.models.registry import nano_default_dir
+
 pytestmark = pytest.mark.browser
 
+VIEWER_LOAD_MS = 180_000  # the Rerun wasm viewer takes ~45 s to start on 2 busy cores (software WebGL)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -75,17 +78,24 @@ def _open_tab(page) -> None:
 def test_expert_runs_closed_loop_and_records(nano_server, page):  # nano_server: started early, used below
     _open_tab(page)
     expect(page.locator("#ctl-spec textarea, #ctl-spec input").first).to_have_value("expert")
+    # Said plainly whether Nano ships (the app subprocess sees the same assets/ and env as this process).
+    shipped = (nano_default_dir() / "config.json").is_file()
+    expect(page.locator("#ctl-intro")).to_contain_text("Nano is available" if shipped else "not shipped yet")
     # The streaming viewer fetches the run event's output as HLS-style segments: /gradio_api/stream/.../*.ts
     segments = []
     page.on("response", lambda r: segments.append(r) if "/stream/" in r.url and r.url.endswith(".ts") else None)
 
-    page.locator("#ctl-run").click()
     status = page.locator("#ctl-status")
+    # Step: exactly one chunk, then paused; Run continues the SAME episode (the session lives across clicks).
+    page.locator("#ctl-step").click()
+    expect(status).to_contain_text("chunks executed 1 ", timeout=120_000)
+    expect(status).to_contain_text("paused")
+    page.locator("#ctl-run").click()
     status.get_by_text("success").wait_for(timeout=120_000)
     text = status.inner_text()
     assert "chunks executed" in text and "loop rate" in text and "Hz" in text and "safety refusals 0" in text
     chunks = int(text.split("chunks executed")[1].split()[0])
-    assert chunks >= 1
+    assert chunks >= 2
 
     link = page.locator("#ctl-download a").first
     link.wait_for(timeout=60_000)
@@ -93,9 +103,16 @@ def test_expert_runs_closed_loop_and_records(nano_server, page):  # nano_server:
     assert href and href.split("?")[0].endswith(".rrd")
     body = page.request.get(href).body()
     assert len(body) > 10_000 and body[:4] in (b"RRF2", b"RRF0", b"RRIS")
+    if not segments:  # the viewer fetches its playlist once its wasm app runs (slow on 2 busy cores)
+        page.wait_for_event("response", lambda r: "/stream/" in r.url and r.url.endswith(".ts"), timeout=VIEWER_LOAD_MS)
     assert segments, "the viewer received no recording data"
     first = segments[0].body()
     assert first[:4] in (b"RRF2", b"RRF0"), f"the viewer's first segment is not RRD: {first[:16]!r}"
+
+    # Reset: a new episode of the same task and seed, nothing executed yet.
+    page.locator("#ctl-reset").click()
+    expect(status).to_contain_text("ready", timeout=60_000)
+    expect(status).to_contain_text("chunks executed 0 ")
 
 
 def test_health_indicator_ok_and_error(nano_server, page):

@@ -14,6 +14,7 @@ import molmoact2  # noqa: F401  (applies the offline settings before gradio is i
 # Order = order of the tabs in the page.
 TABS = [
     "app.tabs.inspector",
+    "app.tabs.spatial",
     "app.tabs.think",
     "app.tabs.openfast",
     "app.tabs.simulator",

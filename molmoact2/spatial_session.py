@@ -35,9 +35,26 @@ LIFT_WINDOW_PX = 2  # median depth over a 5x5 box: a point on an object's edge s
 TEMPLATES: dict[str, tuple[str, Callable[[str], str]]] = {
     "point": ("Point to X", spatial.point_prompt),
     "point_all": ("Point to all X", spatial.point_all_prompt),
-    "count": ("How many X?", spatial.count_prompt),
-    "count_point": ("Count, then point", spatial.count_and_point_prompt),
+    "count": ("How many X?", lambda label: spatial.count_prompt(plural_phrase(label))),
+    "count_point": ("Count, then point", lambda label: spatial.count_and_point_prompt(plural_phrase(label))),
 }
+
+
+def plural_phrase(label: str) -> str:
+    """'the red cube' -> 'red cubes': counting prompts want a bare plural ("How many red cubes are there?").
+
+    Naive English, enough for our object names (cube, cylinder, bin, bowl); a label already ending
+    in 's' is kept as it is.
+    """
+    words = label.strip().split()
+    if words and words[0].lower() in ("the", "a", "an"):
+        words = words[1:]
+    if not words:
+        return label.strip()
+    last = words[-1]
+    if not last.lower().endswith("s"):
+        words[-1] = last + ("es" if last.lower().endswith(("x", "ch", "sh")) else "s")
+    return " ".join(words)
 
 NANO_SIM_ONLY_NOTE = ("Nano was trained on our simulator only: on an uploaded real photo it runs mechanically, "
                       "but its answers are not meaningful.")

@@ -130,3 +130,13 @@ def test_bad_inputs_are_refused_with_a_message():
         ss.question_from_template("nope", "x")
     with pytest.raises(ValueError, match="unknown task"):
         ss.sim_scene("no_such_task")
+
+
+def test_count_templates_ask_with_a_bare_plural():
+    from molmoact2.spatial_session import plural_phrase, question_from_template
+
+    assert plural_phrase("the red cube") == "red cubes"
+    assert plural_phrase("a box") == "boxes"
+    assert plural_phrase("cylinders") == "cylinders"
+    assert question_from_template("count", "the red cube").startswith("How many red cubes are there?")
+    assert "the red cube" in question_from_template("point", "the red cube")

@@ -15,8 +15,11 @@ app: setup
 test: setup
 	$(PY) -m pytest -p no:dash --nbmake tests notebooks -q -rs --durations=15
 
+# Our machines run as root; JupyterLab refuses root unless told.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: setup
-	$(PY) -m jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+	$(PY) -m jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks $(ROOT_FLAG)
 
 bench: setup
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

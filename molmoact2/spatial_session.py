@@ -203,14 +203,20 @@ class SpatialResult:
 
 
 def lift_to_world(points_px: np.ndarray, frame: CameraFrame, window: int = LIFT_WINDOW_PX) -> np.ndarray:
-    """Pixel points [N, 2] -> world points [N, 3] with the frame's metric depth, K and camera pose.
-    Points on the image's far edge (x == width) are moved onto the last pixel rather than refused."""
+    """Pixel points [N, 2] as `molmoact2.spatial` gives them -> world points [N, 3] with the frame's metric
+    depth, K and camera pose.
+
+    Two pixel conventions meet here: `spatial` maps 0..1000 onto the image's edges (pixel i covers
+    [i, i+1), so its centre is i + 0.5), while K follows OpenCV (pixel centres at integers). Shifting
+    by half a pixel keeps a point and its 3-D lift on the same pixel. Points on the far edge
+    (x == width) land on the last pixel rather than being refused.
+    """
     from molmoact2.geometry.pointcloud import lift_points_px
 
     if frame.depth_m is None or frame.K is None:
         raise ValueError("lift_to_world: the frame needs depth_m and K (a simulator frame)")
     h, w = frame.depth_m.shape
-    pts = np.asarray(points_px, np.float64).reshape(-1, 2)
+    pts = np.asarray(points_px, np.float64).reshape(-1, 2) - 0.5
     pts = np.stack([np.clip(pts[:, 0], 0, w - 1), np.clip(pts[:, 1], 0, h - 1)], axis=1)
     return lift_points_px(pts, frame.depth_m, frame.K, frame.T_world_cam, window=window)
 

@@ -91,7 +91,8 @@ def test_lift_known_pixel_matches_backprojection(scene):
     rows, cols = np.nonzero(valid)
     i = len(rows) // 3
     r, c = int(rows[i]), int(cols[i])
-    lifted = ss.lift_to_world(np.array([[c, r]], float), f, window=0)
+    # spatial's pixel convention puts the centre of pixel (c, r) at (c + 0.5, r + 0.5)
+    lifted = ss.lift_to_world(np.array([[c + 0.5, r + 0.5]], float), f, window=0)
     np.testing.assert_allclose(lifted[0], cloud[i], atol=1e-5)  # cloud is row-major over valid pixels
     # and re-projecting the lifted point lands on the same pixel
     from molmoact2.geometry.pointcloud import project_points

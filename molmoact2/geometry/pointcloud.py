@@ -101,6 +101,9 @@ def lift_points_px(
 ) -> np.ndarray:
     """2-D pixel points [N, 2] (x, y) -> float32 [N, 3] world points using the depth at each point.
 
+    Pixel coordinates follow K's OpenCV convention (pixel centres at integers); points from
+    `molmoact2.spatial` (edges at 0 and width) are half a pixel off: see `spatial_session.lift_to_world`.
+
     `window` > 0 takes the median of valid depths in a (2*window+1)^2 box, which survives a point
     that lands on an object's edge or a missing return. A point with no valid depth gives NaNs;
     a point outside the image is an error (it is a bug upstream, not a missing measurement).

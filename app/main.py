@@ -34,8 +34,9 @@ def model_status(spec: str) -> str:
     from molmoact2.models.registry import nano_default_dir, spec_kind
 
     if spec == "nano" and not (nano_default_dir() / "config.json").is_file():
-        return ("Model: `nano` — not shipped yet, so no tab runs a model: they parse outputs, tokenize actions, "
-                "encode depth and drive the simulator's scripted experts.")
+        return ("Model: `nano` — not shipped yet. The Spatial reasoning and Control tabs take a model spec of their "
+                "own (a checkpoint directory, an /act server, or the simulator's scripted `expert`); the other tabs "
+                "parse outputs, tokenize actions, encode depth and drive the scripted experts.")
     try:
         return f"Model: `{spec}` ({spec_kind(spec)})."
     except ValueError as err:

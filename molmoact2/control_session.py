@@ -34,20 +34,24 @@ import numpy as np
 from molmoact2.models.base import Step
 
 EXPERT_SPEC = "expert"
+_RANDOM_NANO = ("a random test Nano (`nano:/tmp/nano_random`, built with "
+                "`python -m molmoact2.models.nano.factory --out /tmp/nano_random`; meaningless output)")
 NANO_NOT_SHIPPED_NOTE = ("Nano (the workbench's own small model, issue 6) is **not shipped yet**: `nano` reports that "
-                         "clearly. Use `expert`, a random test Nano (`nano:/tmp/nano_random`, built with "
-                         "`python -m molmoact2.models.nano.factory --out /tmp/nano_random`; meaningless actions), a "
-                         "local checkpoint directory, or an /act server URL.")
+                         "clearly. Use {alternatives}.")
+# Which other specs make sense depends on the tab: only the Control tab can run the expert or an /act server.
+CONTROL_ALTERNATIVES = f"`expert`, {_RANDOM_NANO}, a local checkpoint directory, or an /act server URL"
+SPATIAL_ALTERNATIVES = (f"{_RANDOM_NANO} or a local MolmoAct2 checkpoint directory "
+                        "(an /act server cannot answer questions)")
 
 
-def nano_note() -> str:
+def nano_note(alternatives: str = CONTROL_ALTERNATIVES) -> str:
     """One honest sentence about Nano for the model selector (true before and after it ships)."""
     from molmoact2.models.registry import nano_default_dir
 
     directory = nano_default_dir()
     if (directory / "config.json").is_file():
         return f"Nano is available: `nano` loads {directory}."
-    return NANO_NOT_SHIPPED_NOTE
+    return NANO_NOT_SHIPPED_NOTE.format(alternatives=alternatives)
 
 
 CONTROL_SPEC_HELP = "'expert' (the simulator's scripted expert), or a model spec: 'nano', 'nano:DIR', a checkpoint " \

@@ -86,14 +86,14 @@ def build(ctx: AppContext) -> None:
     import gradio as gr
     from gradio_rerun import Rerun
 
-    from molmoact2.control_session import nano_note
+    from molmoact2.control_session import SPATIAL_ALTERNATIVES, nano_note
     from molmoact2.sim import task_names
     from molmoact2.spatial_session import DEFAULT_SPEC, NANO_SIM_ONLY_NOTE, TEMPLATES
 
     gr.Markdown(
         "Ask a model a spatial question (Molmo2-ER formats: points, counts) about a simulator scene or an uploaded "
         "image. **Model**: `nano`, `nano:DIR`, or a local checkpoint directory — press **Check** to test it. "
-        f"{NANO_SIM_ONLY_NOTE}\n\n" + nano_note(),
+        f"{NANO_SIM_ONLY_NOTE}\n\n" + nano_note(SPATIAL_ALTERNATIVES),
         elem_id="sp-intro",
     )
     with gr.Row():

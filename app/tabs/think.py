@@ -131,7 +131,7 @@ def build(ctx) -> None:
         cost = think.decode_cost(mask)
         spans = think.update_spans(mask)
         info = (f"step {i}: **{cost.cells_repredicted}** cells re-predicted, {cost.tokens_saved} replayed, "
-                f"{cost.forward_passes} decode forward passes, {len(spans)} spans "
+                f"{cost.forward_passes} decode forward passes, {len(spans)} spans at threshold {threshold:.4f} "
                 f"(min similarity {np.nanmin(sess.similarities[i]) if i else float('nan'):.4f}).")
         return overlay, grid, decoded, point_cloud_figure(pts, cols), info
 

@@ -94,3 +94,22 @@ def page(browser, app_url):
     pg.goto(app_url)
     yield pg
     context.close()
+
+
+RRD_MAGIC = (b"RRF2", b"RRF0", b"RRIS")  # Rerun's file headers across 0.2x-0.39
+
+
+@pytest.fixture
+def rrd_download(page):
+    """A check shared by the tabs that offer a recording: the download link under `selector` serves a real .rrd."""
+
+    def check(selector: str, min_bytes: int = 10_000) -> bytes:
+        link = page.locator(f"{selector} a").first
+        link.wait_for(timeout=60_000)
+        href = link.get_attribute("href")
+        assert href and href.split("?")[0].endswith(".rrd"), f"expected a link to an .rrd, got {href!r}"
+        body = page.request.get(href).body()
+        assert len(body) > min_bytes and body[:4] in RRD_MAGIC, f"not a Rerun recording: {len(body)} bytes, {body[:4]!r}"
+        return body
+
+    return check

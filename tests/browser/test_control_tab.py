@@ -75,7 +75,7 @@ def _open_tab(page) -> None:
     page.wait_for_selector("#ctl-run", state="visible", timeout=60_000)
 
 
-def test_expert_runs_closed_loop_and_records(nano_server, page):  # nano_server: started early, used below
+def test_expert_runs_closed_loop_and_records(nano_server, page, rrd_download):  # nano_server: started early, used below
     _open_tab(page)
     expect(page.locator("#ctl-spec textarea, #ctl-spec input").first).to_have_value("expert")
     # Said plainly whether Nano ships (the app subprocess sees the same assets/ and env as this process).
@@ -97,12 +97,7 @@ def test_expert_runs_closed_loop_and_records(nano_server, page):  # nano_server:
     chunks = int(text.split("chunks executed")[1].split()[0])
     assert chunks >= 2
 
-    link = page.locator("#ctl-download a").first
-    link.wait_for(timeout=60_000)
-    href = link.get_attribute("href")
-    assert href and href.split("?")[0].endswith(".rrd")
-    body = page.request.get(href).body()
-    assert len(body) > 10_000 and body[:4] in (b"RRF2", b"RRF0", b"RRIS")
+    rrd_download("#ctl-download")
     if not segments:  # the viewer fetches its playlist once its wasm app runs (slow on 2 busy cores)
         page.wait_for_event("response", lambda r: "/stream/" in r.url and r.url.endswith(".ts"), timeout=VIEWER_LOAD_MS)
     assert segments, "the viewer received no recording data"

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.browser
 VIEWER_LOAD_MS = 180_000  # the Rerun wasm viewer takes ~45 s to start on 2 busy cores (software WebGL)
 
 
-def test_run_expert_streams_to_viewer_and_offers_recording(page):
+def test_run_expert_streams_to_viewer_and_offers_recording(page, rrd_download):
     page.locator("#tab-simulator-button, button[role=tab]:has-text('Simulator')").first.click()
     page.wait_for_selector("#sim-viewer", state="attached", timeout=60_000)
 
@@ -28,11 +28,6 @@ def test_run_expert_streams_to_viewer_and_offers_recording(page):
     assert "touch" in text and "seed 3" in text and "Recording:" in text
 
     # The recording is offered for download and is a real .rrd (starts with Rerun's magic bytes).
-    link = page.locator("#sim-download a").first
-    link.wait_for(timeout=60_000)
-    href = link.get_attribute("href")
-    assert href and href.split("?")[0].endswith(".rrd")
-    body = page.request.get(href).body()
-    assert len(body) > 10_000 and body[:4] in (b"RRF2", b"RRF0", b"RRIS")
+    rrd_download("#sim-download")
     # The embedded viewer is up (its canvas is drawn once the wasm app started).
     page.wait_for_selector("#sim-viewer canvas", state="visible", timeout=VIEWER_LOAD_MS)

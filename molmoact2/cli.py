@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "molmoact2.commands.rrd",
     "molmoact2.commands.sim",
     "molmoact2.commands.train",
+    "molmoact2.commands.eval",
 ]
 
 
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the exact command, for records that keep their provenance (training_args.json)
+    args.command_line = ["molmoact2", *(sys.argv[1:] if argv is None else argv)]
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

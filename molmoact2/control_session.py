@@ -54,6 +54,14 @@ def nano_note(alternatives: str = CONTROL_ALTERNATIVES) -> str:
     return NANO_NOT_SHIPPED_NOTE.format(alternatives=alternatives)
 
 
+def default_control_spec() -> str:
+    """`nano` when a Nano checkpoint is there to load (the point of the tab: a model in the loop), else `expert`
+    so that Run works out of the box either way."""
+    from molmoact2.models.registry import nano_default_dir
+
+    return "nano" if (nano_default_dir() / "config.json").is_file() else EXPERT_SPEC
+
+
 CONTROL_SPEC_HELP = "'expert' (the simulator's scripted expert), or a model spec: 'nano', 'nano:DIR', a checkpoint " \
                     "directory, or an http(s)://host:port /act URL"
 
@@ -184,11 +192,14 @@ class ControlStatus:
     chunks: int = 0
     ticks: int = 0
     refusals: int = 0
+    clipped_targets: int = 0  # joint targets the guard clipped to the limits (on_limit="clip")
     refusal_messages: tuple[str, ...] = ()
     success: bool = False
     stopped_by: str | None = None
     loop_hz: float | None = None  # env ticks per second of loop time (predict + guard + sim + render)
     last_predict_ms: float | None = None
+    # the model's own per-stage split of the last predict (vision, prefill, depth, action expert, ...)
+    last_stages_ms: tuple[tuple[str, float], ...] = ()
     time_limit_steps: int | None = None
     error: str | None = None
 
@@ -409,8 +420,8 @@ class ControlSession:
             self._steps = []
             self.episode_id += 1
             self.cameras, self.action_names = (), None
-        self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, refusal_messages=(),
-                  success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="")
+        self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, clipped_targets=0,
+                  refusal_messages=(), success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="")
         try:
             world_key = (config.task, config.image_size, config.depth)
             if self._built != world_key:
@@ -481,16 +492,28 @@ class ControlSession:
             self._steps.append(step)
         st = self.status()
         ticks = st.ticks + int(step.n_executed or 0)
+        clips = sum(1 for r in safety.get("records", []) if r.get("action") == "clipped")
         self._set(chunks=st.chunks + 1, ticks=ticks, refusals=st.refusals + (1 if safety.get("refused") else 0),
+                  clipped_targets=st.clipped_targets + clips,
                   refusal_messages=st.refusal_messages + new_refusals, success=bool(ep["success"]),
                   stopped_by=ep["stopped_by"], loop_hz=ticks / self._busy_s if self._busy_s > 0 else None,
-                  last_predict_ms=predict_ms)
+                  last_predict_ms=predict_ms, last_stages_ms=model_stages(step.timings_ms))
         if ep["stopped_by"] is not None:
             self._finish()
 
     def _finish(self) -> None:
         self._episode, self._mode = None, "idle"
         self._set(state="done")
+
+
+STAGE_NAMES = {"prepare_ms": "prepare", "vision_ms": "vision", "prefill_ms": "prefill", "depth_ms": "depth",
+               "action_expert_ms": "action expert", "discrete_decode_ms": "discrete decode",
+               "server_dt_ms": "server", "network_ms": "network"}
+
+
+def model_stages(timings_ms: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """The stages a backend reported, in pipeline order (the expert and /act servers report fewer)."""
+    return tuple((STAGE_NAMES[k], float(timings_ms[k])) for k in STAGE_NAMES if k in timings_ms)
 
 
 def format_status(st: ControlStatus) -> str:
@@ -511,7 +534,9 @@ def format_status(st: ControlStatus) -> str:
     state = {"ready": "**ready** — press run or step", "running": "**running…**", "paused": "**paused**",
              "done": f"done — {outcome or st.stopped_by}"}.get(st.state, f"**{st.state}**")
     line = (f"{head}\n\n{state} · loop rate {hz} · chunks executed {st.chunks} · ticks {st.ticks}{limit} · "
-            f"last predict {pred} · safety refusals {st.refusals}")
+            f"last predict {pred} · safety refusals {st.refusals} · targets clipped {st.clipped_targets}")
+    if st.last_stages_ms:
+        line += "\n\nlast predict by stage: " + " · ".join(f"{name} {ms:.1f} ms" for name, ms in st.last_stages_ms)
     if st.refusal_messages:
         line += "\n\n" + "\n".join(f"- 🛑 refused {m}" for m in st.refusal_messages[-5:])
     return line

@@ -71,6 +71,7 @@ def run_episode(
     on_refusal: Literal["stop", "retry"] = "stop",
     max_consecutive_refusals: int = 3,
     summary: dict[str, Any] | None = None,
+    observe_every_tick: bool = True,
 ) -> Iterator[Step]:
     """Run `policy` in `env` through `guard` and yield one Step per predicted chunk.
 
@@ -78,6 +79,8 @@ def run_episode(
     on_step     called with each Step before it is yielded
     reset       reset env (with `seed`) and policy first; False continues from the env's current state
     summary     if given, filled at the end: success, ticks, chunks, refusals, stopped_by
+    observe_every_tick  False renders only the last tick of each chunk (what the policy looks at
+                next): evaluation speed. Needs an env whose step() takes `observe=` (SimEnv).
     """
     if on_refusal not in ("stop", "retry"):
         raise ValueError(f"on_refusal: expected 'stop' or 'retry', got {on_refusal!r}")
@@ -112,12 +115,17 @@ def run_episode(
         else:
             consecutive = 0
             clipped: set[str] = set()
-            for action in verdict.actions:
+            last = len(verdict.actions) - 1
+            for i, action in enumerate(verdict.actions):
                 if guard.estopped:  # pressed while this chunk was running: stop between ticks
                     chunk_info["estop_mid_chunk"] = True
                     stopped_by = "estop"
                     break
-                obs, _reward, terminated, truncated, info = env.step(action)
+                if observe_every_tick:
+                    obs, _reward, terminated, truncated, info = env.step(action)
+                else:
+                    seen, _reward, terminated, truncated, info = env.step(action, observe=i == last)
+                    obs = seen if seen is not None else obs
                 executed.append(np.asarray(action, np.float32))
                 ticks += 1
                 clipped.update(info.get("clipped_dims", []))

@@ -169,6 +169,9 @@ def test_train_command_resumes_exactly_and_saves_a_loadable_checkpoint(data_dir,
     assert _train([*common, "--out", str(b), "--steps", "5"]) == 0
     la, lb = _losses(a), _losses(b)
     assert len(la) == len(lb) == 5 and la == lb  # resumed == uninterrupted, bit for bit
+    history = json.loads((a / "training_args.json").read_text())
+    assert history["config"]["steps"] == 3 and [(r["from_step"], r["steps"]) for r in history["resumes"]] == [(3, 5)]
+    assert "--resume" in history["resumes"][0]["argv"]
     log = [json.loads(line) for line in (a / "train_log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in log) and any("qa_ce" in r or "action_flow" in r for r in log)
 

@@ -147,7 +147,7 @@ def build(ctx: AppContext) -> None:
     import gradio as gr
     from gradio_rerun import Rerun
 
-    from molmoact2.control_session import nano_note
+    from molmoact2.control_session import default_control_spec, nano_note
     from molmoact2.sim import task_names
 
     gr.Markdown(
@@ -159,7 +159,7 @@ def build(ctx: AppContext) -> None:
     )
     session = gr.State(None, delete_callback=_close)
     with gr.Row():
-        spec = gr.Textbox(value="expert", label="Model (spec)", elem_id="ctl-spec", scale=3)
+        spec = gr.Textbox(value=default_control_spec(), label="Model (spec)", elem_id="ctl-spec", scale=3)
         trust = gr.Checkbox(value=False, label="trust the checkpoint's own code", elem_id="ctl-trust")
         think = gr.Checkbox(value=False, label="depth reasoning (Think)", elem_id="ctl-think")
         check = gr.Button("Check", elem_id="ctl-check")
@@ -167,7 +167,9 @@ def build(ctx: AppContext) -> None:
     with gr.Row():
         task = gr.Dropdown(task_names(), value="touch", label="Task", elem_id="ctl-task")
         seed = gr.Number(value=0, precision=0, label="Seed", elem_id="ctl-seed")
-        on_limit = gr.Radio(["refuse", "clip"], value="refuse", label="Targets outside the joint limits",
+        # clip (each clip is recorded) by default: the scripted expert drives wrist_flex to its limit, so a model
+        # trained on its demos lands a few units past it; "refuse" ends the episode on such a chunk instead.
+        on_limit = gr.Radio(["clip", "refuse"], value="clip", label="Targets outside the joint limits",
                             elem_id="ctl-on-limit")
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="ctl-run")

@@ -73,7 +73,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       threads=args.threads, num_noise_samples=args.noise_samples,
                       mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
                       action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER))
-    summary = train(args.data, args.out, cfg, resume=args.resume, argv=["molmoact2", *sys.argv[1:]])
+    summary = train(args.data, args.out, cfg, resume=args.resume, argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
     final = summary["final"]
     print(f"trained to step {final.get('step')} ({summary['steps_run']} steps this run, "
           f"{summary['seconds_per_step']:.2f} s/step); loss {final.get('loss', float('nan')):.4f}; "

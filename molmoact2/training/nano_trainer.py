@@ -210,6 +210,13 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
             {"config": _config_dict(cfg), "data": str(data_dir), "argv": argv,
              "data_frames": data.meta["frames"], "data_episodes": len(data.episodes),
              "fast_failures": data.fast_failures}, indent=1))
+    elif (out / "training_args.json").is_file():
+        # A resume may change the run's length (and so its cosine schedule) or its threads: keep the history,
+        # so the shipped checkpoint's provenance is the whole sequence of commands, not only the first.
+        args = json.loads((out / "training_args.json").read_text())
+        args.setdefault("resumes", []).append({"from_step": start, "steps": cfg.steps, "threads": cfg.threads,
+                                               "argv": argv})
+        (out / "training_args.json").write_text(json.dumps(args, indent=1))
     if start >= cfg.steps:
         raise ValueError(f"--resume: the saved run is already at step {start}; ask for --steps > {start}")
 

@@ -1,5 +1,6 @@
-"""The Control tab in a real browser: the default `expert` runs in closed loop through the safety guard and
-streams to the viewer with a downloadable .rrd; the model selector's health indicator checks OUR /act
+"""The Control tab in a real browser: the default is `nano` when it ships (else `expert`); the `expert` runs in
+closed loop through the safety guard and streams to the viewer with a downloadable .rrd; the shipped Nano steps
+in Think mode and reports its per-stage latency; the model selector's health indicator checks OUR /act
 server (a random tiny Nano served by `molmoact2 serve` in its own process) and shows a readable error for
 a closed port."""
 
@@ -77,10 +78,12 @@ def _open_tab(page) -> None:
 
 def test_expert_runs_closed_loop_and_records(nano_server, page, rrd_download):  # nano_server: started early, used below
     _open_tab(page)
-    expect(page.locator("#ctl-spec textarea, #ctl-spec input").first).to_have_value("expert")
     # Said plainly whether Nano ships (the app subprocess sees the same assets/ and env as this process).
     shipped = (nano_default_dir() / "config.json").is_file()
+    spec = page.locator("#ctl-spec textarea, #ctl-spec input").first
+    expect(spec).to_have_value("nano" if shipped else "expert")
     expect(page.locator("#ctl-intro")).to_contain_text("Nano is available" if shipped else "not shipped yet")
+    spec.fill("expert")
     # The streaming viewer fetches the run event's output as HLS-style segments: /gradio_api/stream/.../*.ts
     segments = []
     page.on("response", lambda r: segments.append(r) if "/stream/" in r.url and r.url.endswith(".ts") else None)
@@ -108,6 +111,23 @@ def test_expert_runs_closed_loop_and_records(nano_server, page, rrd_download):  
     page.locator("#ctl-reset").click()
     expect(status).to_contain_text("ready", timeout=60_000)
     expect(status).to_contain_text("chunks executed 0 ")
+
+
+def test_shipped_nano_steps_in_think_mode(page):
+    if not (nano_default_dir() / "config.json").is_file():
+        pytest.skip(f"no Nano checkpoint at {nano_default_dir()}")
+    _open_tab(page)
+    expect(page.locator("#ctl-spec textarea, #ctl-spec input").first).to_have_value("nano")
+    page.locator("#ctl-think input").check()
+    page.locator("#ctl-task input").first.wait_for(state="visible")
+    status = page.locator("#ctl-status")
+    page.locator("#ctl-step").click()
+    expect(status).to_contain_text("chunks executed 1 ", timeout=180_000)
+    text = status.inner_text()
+    assert "think" in text and "safety refusals 0" in text, text
+    # the model's own stage split: MolmoThink decoded depth before the expert produced the chunk
+    for stage in ("vision", "prefill", "depth", "action expert"):
+        assert f"{stage} " in text.split("last predict by stage:")[1], text
 
 
 def test_health_indicator_ok_and_error(nano_server, page):

@@ -1,0 +1,81 @@
+"""`molmoact2 eval ...`: measure a trained Nano on held-out simulator seeds; print the README tables.
+
+    molmoact2 train data --out /tmp/nano_heldout --episodes-per-task 13 --first-seed 10000
+    molmoact2 eval nano --checkpoint assets/nano --heldout /tmp/nano_heldout --seeds-per-task 50 \\
+        --out docs/results/nano_eval.json
+    molmoact2 eval report docs/results/nano_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from molmoact2.training.nano_data import SINGLE_ARM_TASKS
+
+    p = subparsers.add_parser("eval", help="evaluate Nano on held-out seeds (closed loop, spatial, depth, actions)")
+    sub = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
+    n = sub.add_parser("nano", help="closed-loop success + open-loop metrics; writes a JSON record, prints tables")
+    n.add_argument("--checkpoint", default="assets/nano", help="Nano checkpoint directory (default: the shipped one)")
+    n.add_argument("--heldout", default=None,
+                   help="held-out data cache (molmoact2 train data --first-seed 10000 ...) for pointing, counting, "
+                        "depth-code accuracy and action error; without it only the closed loop runs")
+    n.add_argument("--seeds-per-task", type=int, default=50, help="closed-loop episodes per task and mode")
+    n.add_argument("--first-seed", type=int, default=10000, help="first held-out seed (>= 10000)")
+    n.add_argument("--tasks", default=",".join(SINGLE_ARM_TASKS))
+    n.add_argument("--modes", default="continuous,think", help="closed-loop modes: continuous, think, discrete")
+    n.add_argument("--on-limit", choices=("clip", "refuse"), default="clip",
+                   help="safety guard for joint targets past the limits: clip (counted in the record) or refuse")
+    n.add_argument("--max-questions", type=int, default=None, help="grade at most this many spatial questions")
+    n.add_argument("--action-tokenizer", default=None, help="OpenFAST directory (default assets/openfast_so101_sim)")
+    n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
+    n.add_argument("--out", default=None, help="write the full JSON record here")
+    n.set_defaults(handler=run_nano)
+    r = sub.add_parser("report", help="print the markdown tables of a saved JSON record")
+    r.add_argument("record")
+    r.set_defaults(handler=run_report)
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def run_nano(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from molmoact2.evaluation.nano_eval import EvalConfig, evaluate
+    from molmoact2.evaluation.report import to_markdown
+
+    cfg = EvalConfig(checkpoint=args.checkpoint, heldout=args.heldout, action_tokenizer=args.action_tokenizer,
+                     tasks=_split(args.tasks), modes=_split(args.modes), seeds_per_task=args.seeds_per_task,
+                     first_seed=args.first_seed, max_questions=args.max_questions, jobs=args.jobs,
+                     on_limit=args.on_limit)
+    record = evaluate(cfg)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".partial")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.rename(out)
+    print(to_markdown(record))
+    print(f"\n{record['wall_minutes']} min" + (f"; record: {args.out}" if args.out else ""))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from molmoact2.evaluation.report import to_markdown
+
+    path = Path(args.record)
+    if not path.is_file():
+        raise SystemExit(f"eval report: {path} not found (write one with `molmoact2 eval nano --out {path}`)")
+    record = json.loads(path.read_text())
+    if record.get("format") != "molmoact2_nano_eval.v1":
+        raise SystemExit(f"eval report: {path} is not a molmoact2_nano_eval.v1 record (format={record.get('format')!r})")
+    print(to_markdown(record))
+    return 0

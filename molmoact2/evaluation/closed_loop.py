@@ -1,0 +1,56 @@
+"""One closed-loop episode of a policy in the simulator, through the safety guard, as a result record.
+
+    env = make_env("touch", depth=False, segmentation=False)
+    rec = rollout(policy, env, seed=10000)      # {"success": True, "ticks": 94, "stopped_by": "success", ...}
+
+Joint targets outside the arm's limits are CLIPPED by the guard by default and counted (`clipped_targets`,
+`max_overshoot`): the scripted expert itself drives `wrist_flex` to its limit, so a model trained on it lands
+a few units past it; with `on_limit="refuse"` such a chunk ends the episode instead.
+Only the last tick of every chunk is rendered (what the policy looks at next), so an episode costs
+one render per policy query instead of one per tick. A policy exception (e.g. a discrete decode
+that fails to parse) ends the episode as a failure and is recorded, never swallowed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
+            on_limit: str = "clip") -> dict[str, Any]:
+    from molmoact2.runner import guard_for_env, run_episode
+
+    summary: dict[str, Any] = {}
+    policy_ms: list[float] = []
+    depth_cells: list[float] = []
+    clipped, overshoot = 0, 0.0
+    error = None
+    t0 = time.perf_counter()
+    try:
+        for step in run_episode(policy, env, guard_for_env(env, on_limit=on_limit), max_steps=max_steps, seed=seed,
+                                summary=summary, observe_every_tick=False):
+            for r in step.info.get("safety", {}).get("records", []):
+                if r["rule"] == "joint_limits" and r["action"] == "clipped":
+                    clipped += 1
+                    overshoot = max(overshoot, abs(r["value"] - r["limit"]))
+            if "total_ms" in step.timings_ms:  # the model's own figure (the scripted expert reports none)
+                policy_ms.append(float(step.timings_ms["total_ms"]))
+            if step.depth_update_mask is not None:
+                depth_cells.append(float(np.mean(step.depth_update_mask)))
+    except Exception as exc:  # noqa: BLE001 -- recorded as this episode's failure, with its message
+        error = f"{type(exc).__name__}: {exc}"
+    return {
+        "task": env.task.name, "seed": int(seed), "instruction": summary.get("instruction", env.instruction),
+        "success": bool(summary.get("success", False)) and error is None,
+        "stopped_by": "error" if error else summary.get("stopped_by"), "error": error,
+        "ticks": int(summary.get("ticks", env.steps)), "chunks": int(summary.get("chunks", len(policy_ms))),
+        "refusals": int(summary.get("refusals", 0)), "on_limit": on_limit,
+        "clipped_targets": clipped, "max_overshoot": round(overshoot, 3),  # robot units past the joint limit
+        "policy_ms_mean": float(np.mean(policy_ms)) if policy_ms else None,
+        # Think mode: mean fraction of the 100 depth cells re-predicted per query (first query = all)
+        "depth_cells_changed": float(np.mean(depth_cells)) if depth_cells else None,
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }

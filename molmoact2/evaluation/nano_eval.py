@@ -1,0 +1,178 @@
+"""The whole Nano evaluation in `jobs` worker processes (one torch thread each), as one JSON record.
+
+    cfg = EvalConfig(checkpoint="assets/nano", heldout="/tmp/nano_heldout", seeds_per_task=50)
+    result = evaluate(cfg)           # {"closed_loop": {...}, "offline": {...}, "spatial": {...}, ...}
+
+Work items (closed-loop episodes, held-out episodes, spatial questions) are independent, so they are
+spread over processes; every item seeds its own randomness, so the result does not depend on `jobs`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from molmoact2.training.nano_data import SINGLE_ARM_TASKS
+
+CLOSED_LOOP_MODES = ("continuous", "think", "discrete")
+HELD_OUT_FIRST_SEED = 10000  # training data uses seeds from 0; everything evaluated here starts at 10000
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    checkpoint: str
+    heldout: str | None = None  # data cache of held-out seeds for the open-loop parts (None: skip them)
+    action_tokenizer: str | None = None  # default: assets/openfast_so101_sim
+    tasks: tuple[str, ...] = SINGLE_ARM_TASKS
+    modes: tuple[str, ...] = ("continuous", "think")
+    seeds_per_task: int = 50
+    first_seed: int = HELD_OUT_FIRST_SEED
+    image_size: int = 224  # the app's render size, which the training frames were resized from
+    max_questions: int | None = None  # spatial questions graded (None: all in the held-out cache)
+    jobs: int = 2
+    seed: int = 0
+    on_limit: str = "clip"  # the guard's answer to joint targets past the limits (clip and count, or refuse)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
+        if bad:
+            raise ValueError(f"modes: expected a subset of {CLOSED_LOOP_MODES}, got {bad}")
+        if self.first_seed < HELD_OUT_FIRST_SEED:
+            raise ValueError(f"first_seed: held-out seeds start at {HELD_OUT_FIRST_SEED} (training uses lower seeds), "
+                             f"got {self.first_seed}")
+        if self.on_limit not in ("clip", "refuse"):
+            raise ValueError(f"on_limit: expected 'clip' or 'refuse', got {self.on_limit!r}")
+        if self.seeds_per_task < 0 or self.jobs < 1:
+            raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
+
+
+# ---- worker side -------------------------------------------------------------------------------
+_W: dict[str, Any] = {}
+
+
+def _init_worker(cfg: EvalConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # `jobs` processes share the cores; one thread each avoids oversubscription
+    from molmoact2.models.hf import load_action_tokenizer
+    from molmoact2.models.nano.policy import NanoPolicy, load_nano
+    from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER
+
+    base = load_nano(cfg.checkpoint)
+    tok = load_action_tokenizer(cfg.action_tokenizer or str(DEFAULT_ACTION_TOKENIZER))
+    common = dict(seed=cfg.seed, checkpoint_dir=cfg.checkpoint)
+    _W["tokenizer"] = tok
+    _W["model"], _W["processor"] = base.model, base.processor
+    _W["policies"] = {
+        "continuous": NanoPolicy(base.model, base.processor, **common),
+        "think": NanoPolicy(base.model, base.processor, depth_reasoning=True, **common),
+        "discrete": NanoPolicy(base.model, base.processor, mode="discrete", action_tokenizer=tok, **common),
+    }
+    _W["envs"] = {}
+    _W["cfg"] = cfg
+    if cfg.heldout:
+        from molmoact2.training.nano_examples import NanoTrainData
+
+        _W["data"] = NanoTrainData.load(cfg.heldout, progress=False)
+
+
+def _env(task: str):
+    if task not in _W["envs"]:
+        from molmoact2.sim import make_env
+
+        # Nano looks at RGB only: no depth or segmentation rendering in the loop.
+        _W["envs"][task] = make_env(task, image_size=_W["cfg"].image_size, depth=False, segmentation=False)
+    return _W["envs"][task]
+
+
+def _run_item(item: tuple) -> tuple[tuple, dict[str, Any]]:
+    from molmoact2.evaluation import closed_loop, offline
+
+    kind = item[0]
+    if kind == "rollout":
+        _, mode, task, seed = item
+        return item, closed_loop.rollout(_W["policies"][mode], _env(task), seed, on_limit=_W["cfg"].on_limit)
+    if kind == "episode":
+        return item, offline.episode_metrics(_W["model"], _W["processor"], _W["data"], item[1],
+                                             action_tokenizer=_W["tokenizer"], seed=_W["cfg"].seed)
+    if kind == "qa":
+        return item, offline.qa_metrics(_W["policies"]["continuous"], _W["data"], item[1])
+    raise ValueError(f"unknown work item {item!r}")
+
+
+# ---- main side ---------------------------------------------------------------------------------
+def work_items(cfg: EvalConfig, heldout_meta: dict[str, Any] | None, questions: list[int]) -> list[tuple]:
+    items: list[tuple] = []
+    if heldout_meta is not None:
+        items += [("episode", i) for i in range(len(heldout_meta["episodes"]))]
+        items += [("qa", i) for i in questions]
+    # Interleave modes and tasks so a partial run (Ctrl-C) still covers all of them.
+    for k in range(cfg.seeds_per_task):
+        for task in cfg.tasks:
+            for mode in cfg.modes:
+                items.append(("rollout", mode, task, cfg.first_seed + k))
+    return items
+
+
+def _check_heldout(cfg: EvalConfig) -> tuple[dict[str, Any] | None, list[int]]:
+    """The held-out cache's meta and the indices of the questions to grade (boxes are not graded)."""
+    if not cfg.heldout:
+        return None, []
+    import json
+
+    from molmoact2.training.nano_data import load_meta
+
+    meta = load_meta(cfg.heldout)
+    low = min(e["seed"] for e in meta["episodes"])
+    if low < HELD_OUT_FIRST_SEED:
+        raise ValueError(f"{cfg.heldout}: contains seed {low}; held-out data must use seeds >= {HELD_OUT_FIRST_SEED} "
+                         f"(molmoact2 train data --first-seed {HELD_OUT_FIRST_SEED} ...)")
+    qa = json.loads((Path(cfg.heldout) / "qa.json").read_text())
+    graded = [i for i, q in enumerate(qa) if q["kind"] != "box"]
+    return meta, graded if cfg.max_questions is None else graded[: cfg.max_questions]
+
+
+def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    from molmoact2.evaluation.report import summarize
+
+    if not (Path(cfg.checkpoint) / "config.json").is_file():
+        raise FileNotFoundError(f"eval: {cfg.checkpoint} is not a Nano checkpoint directory (no config.json)")
+    meta, questions = _check_heldout(cfg)
+    items = work_items(cfg, meta, questions)
+    t0 = time.perf_counter()
+    results: dict[str, list[dict[str, Any]]] = {"rollouts": [], "episodes": [], "qa": []}
+    key = {"rollout": "rollouts", "episode": "episodes", "qa": "qa"}
+    ctx = mp.get_context("spawn")  # fork after torch/MuJoCo initialisation is not safe
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=ctx, initializer=_init_worker, initargs=(cfg,)) as pool:
+        futures = [pool.submit(_run_item, it) for it in items]
+        bar = tqdm(total=len(futures), desc="nano eval", unit="item", file=sys.stderr, disable=not progress)
+        try:
+            for fut in as_completed(futures):
+                item, rec = fut.result()
+                if item[0] == "rollout":
+                    rec["mode"] = item[1]
+                results[key[item[0]]].append(rec)
+                bar.update(1)
+                done = results["rollouts"]
+                if done:
+                    bar.set_postfix(success=f"{np.mean([r['success'] for r in done]):.0%}", episodes=len(done))
+        finally:
+            bar.close()
+    for k in results:  # completion order depends on scheduling; the record does not
+        results[k].sort(key=lambda r: (r.get("mode", ""), r.get("task", ""), r.get("seed", 0), r.get("episode", 0),
+                                       r.get("index", 0)))
+    out = {"format": "molmoact2_nano_eval.v1", "config": asdict(cfg), "checkpoint": os.path.abspath(cfg.checkpoint),
+           "wall_minutes": round((time.perf_counter() - t0) / 60, 2), **results}
+    out["summary"] = summarize(out)
+    return out

@@ -1,0 +1,125 @@
+"""Open-loop measurements on a held-out data cache (`molmoact2 train data --first-seed 10000 ...`).
+
+    data = NanoTrainData.load("/tmp/nano_heldout")
+    episode_metrics(model, processor, data, episode=3, action_tokenizer=tok)   # depth codes + action error
+    qa_metrics(policy, data, item)                                             # one spatial question
+
+Per held-out expert episode, at every query frame (every `n_action_steps` frames, as in the closed
+loop), three predictions from the same observation:
+  continuous  flow expert, no depth          -> error vs the expert's next n_action_steps actions
+  discrete    OpenFAST tokens, no depth      -> the same error (or the decode failure, counted)
+  think       depth + continuous, the MolmoThink cache carried from the previous query
+              -> depth-code accuracy vs the VQ-VAE codes of the true depth (first query: all 100
+              codes decoded; later queries: the changed cells decoded, the rest replayed)
+Errors are in robot units and as a percentage of each joint's q01..q99 range (the normalization span).
+
+Spatial questions are asked about the stored front frame; answers are parsed with `molmoact2.spatial`
+and checked against the ground-truth segmentation at render size: a point is right when it falls
+inside the target's mask; a count is right when it equals the number of visible objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _expert_chunk(actions: np.ndarray, frame: int, n: int) -> np.ndarray:
+    idx = np.minimum(np.arange(frame, frame + n), len(actions) - 1)  # the expert holds after its last action
+    return actions[idx]
+
+
+def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, action_tokenizer: Any,
+                    seed: int = 0) -> dict[str, Any]:
+    import torch
+
+    from molmoact2.models.nano.inference import predict_action
+
+    meta = data.norm_stats["metadata_by_tag"][data.tag]
+    stride = int(meta["n_action_steps"])
+    span = np.asarray(meta["action_stats"]["q99"], np.float64) - np.asarray(meta["action_stats"]["q01"], np.float64)
+    span = np.where(span > 1e-6, span, 1.0)
+    ep = data.episodes[episode]
+    common = dict(processor=processor, task=ep["instruction"], norm_tag=data.tag, n_action_steps=stride,
+                  enable_cuda_graph=False, return_dict=True)
+    rows: dict[str, list[Any]] = {"continuous_abs": [], "discrete_abs": [], "think_abs": [], "discrete_errors": [],
+                                  "depth_first_correct": [], "depth_later_correct": [], "depth_changed_correct": [],
+                                  "depth_changed_cells": []}
+    cache = None
+    for f in range(0, len(ep["action"]), stride):
+        images = [ep["front"][f], ep["wrist"][f]]
+        target = _expert_chunk(ep["action"], f, stride).astype(np.float64)
+        gen = torch.Generator().manual_seed(seed + f)
+        out = predict_action(model, images=images, state=ep["state"][f], inference_action_mode="continuous",
+                             generator=gen, **common)
+        rows["continuous_abs"].append(np.abs(out["actions"][0].numpy() - target))
+        try:
+            out = predict_action(model, images=images, state=ep["state"][f], inference_action_mode="discrete",
+                                 action_tokenizer=action_tokenizer, **common)
+            rows["discrete_abs"].append(np.abs(out["actions"][0].numpy() - target))
+        except Exception as exc:  # noqa: BLE001 -- a decode failure is a measured outcome
+            rows["discrete_errors"].append(f"frame {f}: {type(exc).__name__}: {str(exc)[:160]}")
+        out = predict_action(model, images=images, state=ep["state"][f], inference_action_mode="continuous",
+                             enable_depth_reasoning=True, depth_cache=cache, generator=torch.Generator().manual_seed(seed + f),
+                             **common)
+        cache = out["depth_cache"]
+        rows["think_abs"].append(np.abs(out["actions"][0].numpy() - target))
+        correct = out["depth_bins"][0].numpy() == ep["depth_codes"][f]
+        mask = np.asarray(out["depth_update_mask"], bool)
+        if f == 0:
+            rows["depth_first_correct"].append(correct)
+        else:
+            rows["depth_later_correct"].append(correct)
+            rows["depth_changed_correct"].append(correct[mask])
+            rows["depth_changed_cells"].append(float(mask.mean()))
+
+    def err(key: str) -> dict[str, Any] | None:
+        if not rows[key]:
+            return None
+        a = np.concatenate(rows[key])  # [queries * stride, dims]
+        return {"n_queries": len(rows[key]), "mae_units": a.mean(0).tolist(), "mae_pct": (100 * a / span).mean(0).tolist(),
+                "sum_abs_units": a.sum(0).tolist(), "sum_abs_pct": (100 * a / span).sum(0).tolist(), "n_actions": len(a)}
+
+    def count(key: str) -> list[int]:
+        hits = np.concatenate(rows[key]) if rows[key] else np.zeros(0, bool)
+        return [int(hits.sum()), int(hits.size)]
+
+    return {"episode": episode, "task": data.meta["episodes"][episode]["task"],
+            "seed": data.meta["episodes"][episode]["seed"], "queries": len(rows["continuous_abs"]),
+            "continuous": err("continuous_abs"), "discrete": err("discrete_abs"), "think": err("think_abs"),
+            "discrete_failures": rows["discrete_errors"], "depth_first": count("depth_first_correct"),
+            "depth_later": count("depth_later_correct"), "depth_changed": count("depth_changed_correct"),
+            "depth_changed_fraction": float(np.mean(rows["depth_changed_cells"])) if rows["depth_changed_cells"] else None,
+            # histogram of the true codes at the query frames: the majority-code baseline needs it
+            "true_code_counts": np.bincount(ep["depth_codes"][::stride].reshape(-1),
+                                            minlength=model.config.num_depth_tokens).tolist()}
+
+
+def qa_metrics(policy: Any, data: Any, index: int) -> dict[str, Any]:
+    """Ask held-out question `index`; grade it against the ground truth."""
+    from molmoact2 import spatial
+
+    item = data.qa[index]
+    ep = data.episodes[item["episode"]]
+    step = policy.ask([ep["front"][item["frame"]]], item["question"])
+    answer = step.answer_text or ""
+    seg = data.qa_segmentation(item)
+    h, w = seg.shape
+    parsed = spatial.parse_answer(answer)
+    points = parsed.points_px(width=w, height=h, image=1)
+    rec: dict[str, Any] = {"index": index, "kind": item["kind"], "question": item["question"], "answer": answer,
+                           "expected": item["answer"], "n_points": int(len(points))}
+    if item["kind"] in ("point", "closer"):
+        target = np.isin(seg, item["labels"])
+        inside = [bool(target[spatial.pixel_index(x, y, width=w, height=h)[::-1]]) for x, y in points]
+        rec["correct"] = bool(inside) and inside[0]
+    elif item["kind"] == "point_absent":
+        rec["correct"] = len(points) == 0 and parsed.count == 0
+    elif item["kind"] == "count":
+        got = parsed.count if parsed.count is not None else (len(points) if len(points) else None)
+        rec["count_expected"], rec["count_got"] = int(item["count"]), got
+        rec["correct"] = got == int(item["count"])
+    else:
+        rec["correct"] = None  # boxes are trained but not graded here
+    return rec

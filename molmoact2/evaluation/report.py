@@ -1,0 +1,141 @@
+"""Aggregate a `molmoact2 eval nano` record and print it as markdown (the README's tables).
+
+    summary = summarize(record)       # numbers only
+    print(to_markdown(record))        # tables with the counts behind every percentage
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+
+def _rate(hits: int, n: int) -> dict[str, Any]:
+    return {"hits": int(hits), "n": int(n), "rate": (hits / n) if n else None}
+
+
+def _closed_loop(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
+    by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rollouts:
+        by[r["mode"]][r["task"]].append(r)
+    out: dict[str, Any] = {}
+    for mode, tasks in by.items():
+        per_task = {t: _rate(sum(r["success"] for r in rs), len(rs)) for t, rs in sorted(tasks.items())}
+        ms = [r["policy_ms_mean"] for rs in tasks.values() for r in rs if r["policy_ms_mean"] is not None]
+        stops = Counter(r["stopped_by"] for rs in tasks.values() for r in rs)
+        errors = [f"{r['task']}/{r['seed']}: {r['error']}" for rs in tasks.values() for r in rs if r["error"]]
+        clips = [r.get("clipped_targets", 0) for rs in tasks.values() for r in rs]
+        over = [r.get("max_overshoot", 0.0) for rs in tasks.values() for r in rs]
+        cells = [r["depth_cells_changed"] for rs in tasks.values() for r in rs if r["depth_cells_changed"] is not None]
+        out[mode] = {"per_task": per_task,
+                     "mean_over_tasks": float(np.mean([v["rate"] for v in per_task.values()])) if per_task else None,
+                     "policy_ms_mean": float(np.mean(ms)) if ms else None, "stopped_by": dict(stops),
+                     "errors": errors[:20], "n_errors": len(errors),
+                     "episodes_with_clipped_targets": int(sum(c > 0 for c in clips)),
+                     "clipped_targets_per_episode": float(np.mean(clips)) if clips else 0.0,
+                     "max_overshoot_units": float(max(over)) if over else 0.0,
+                     "depth_cells_changed": float(np.mean(cells)) if cells else None}
+    return out
+
+
+def _actions(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("continuous", "discrete", "think"):
+        recs = [e[mode] for e in episodes if e.get(mode)]
+        if not recs:
+            continue
+        n = sum(r["n_actions"] for r in recs)
+        units = np.sum([r["sum_abs_units"] for r in recs], axis=0) / n
+        pct = np.sum([r["sum_abs_pct"] for r in recs], axis=0) / n
+        out[mode] = {"n_queries": int(sum(r["n_queries"] for r in recs)), "mae_units_per_joint": units.tolist(),
+                     "mae_pct_per_joint": pct.tolist(), "mae_pct": float(pct.mean())}
+    queries = sum(e["queries"] for e in episodes)
+    fails = [f for e in episodes for f in e["discrete_failures"]]
+    out["discrete_decode_failures"] = _rate(len(fails), queries) | {"examples": fails[:5]}
+    return out
+
+
+def _depth(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    def total(key: str) -> dict[str, Any]:
+        return _rate(sum(e[key][0] for e in episodes), sum(e[key][1] for e in episodes))
+
+    counts = np.sum([e["true_code_counts"] for e in episodes], axis=0)
+    n = int(counts.sum())
+    fractions = [e["depth_changed_fraction"] for e in episodes if e["depth_changed_fraction"] is not None]
+    return {"first_query_all_cells": total("depth_first"), "later_queries_all_cells": total("depth_later"),
+            "later_queries_changed_cells": total("depth_changed"),
+            # what always answering the most frequent code would score: the floor to beat
+            "majority_code_baseline": (float(counts.max()) / n) if n else None,
+            "changed_fraction_later": float(np.mean(fractions)) if fractions else None}
+
+
+def _spatial(qa: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in ("point", "closer", "point_absent", "count"):
+        recs = [q for q in qa if q["kind"] == kind]
+        if recs:
+            out[kind] = _rate(sum(bool(q["correct"]) for q in recs), len(recs))
+    return out
+
+
+def summarize(record: dict[str, Any]) -> dict[str, Any]:
+    s: dict[str, Any] = {"closed_loop": _closed_loop(record.get("rollouts", []))}
+    if record.get("episodes"):
+        s["actions_vs_expert"] = _actions(record["episodes"])
+        s["depth_codes"] = _depth(record["episodes"])
+    if record.get("qa"):
+        s["spatial"] = _spatial(record["qa"])
+    return s
+
+
+def _pct(r: dict[str, Any] | None) -> str:
+    if not r or r.get("rate") is None:
+        return "–"
+    return f"{100 * r['rate']:.0f}% ({r['hits']}/{r['n']})"
+
+
+def to_markdown(record: dict[str, Any]) -> str:
+    s = record.get("summary") or summarize(record)
+    lines: list[str] = []
+    cl = s["closed_loop"]
+    if cl:
+        modes = sorted(cl)
+        tasks = sorted({t for m in modes for t in cl[m]["per_task"]})
+        lines += ["| task | " + " | ".join(f"{m} success" for m in modes) + " |",
+                  "|---|" + "---|" * len(modes)]
+        for t in tasks:
+            lines.append(f"| {t} | " + " | ".join(_pct(cl[m]["per_task"].get(t)) for m in modes) + " |")
+        lines.append("| **mean over tasks** | " + " | ".join(
+            f"**{100 * cl[m]['mean_over_tasks']:.0f}%**" for m in modes) + " |")
+        lines.append("| policy call (mean ms, 1 thread) | " + " | ".join(
+            f"{cl[m]['policy_ms_mean']:.0f}" if cl[m]["policy_ms_mean"] else "–" for m in modes) + " |")
+        lines.append("| targets clipped at a joint limit (per episode; max overshoot) | " + " | ".join(
+            f"{cl[m]['clipped_targets_per_episode']:.1f}; {cl[m]['max_overshoot_units']:.1f} units" for m in modes) + " |")
+        lines.append("| episodes ended by an error | " + " | ".join(str(cl[m]["n_errors"]) for m in modes) + " |")
+        lines.append("")
+    if "spatial" in s:
+        sp = s["spatial"]
+        lines += ["| spatial question | correct |", "|---|---|"]
+        names = {"point": "pointing (point inside the target's mask)", "closer": "which is closer (point on the nearer)",
+                 "point_absent": "absent object -> \"There are none.\"", "count": "counting (exact)"}
+        lines += [f"| {names[k]} | {_pct(v)} |" for k, v in sp.items()]
+        lines.append("")
+    if "depth_codes" in s:
+        d = s["depth_codes"]
+        lines += ["| depth codes (exact match, 128-code book) | accuracy |", "|---|---|",
+                  f"| first query, all 100 cells decoded | {_pct(d['first_query_all_cells'])} |",
+                  f"| later queries (MolmoThink), all cells | {_pct(d['later_queries_all_cells'])} |",
+                  f"| later queries, re-predicted cells only | {_pct(d['later_queries_changed_cells'])} |",
+                  f"| majority-code baseline | {100 * (d['majority_code_baseline'] or 0):.0f}% |", ""]
+    if "actions_vs_expert" in s:
+        a = s["actions_vs_expert"]
+        lines += ["| action mode | mean abs error vs expert (% of joint range) | queries |", "|---|---|---|"]
+        for m in ("continuous", "discrete", "think"):
+            if m in a:
+                lines.append(f"| {m} | {a[m]['mae_pct']:.1f}% | {a[m]['n_queries']} |")
+        f = a["discrete_decode_failures"]
+        lines.append(f"| discrete decode failures | {_pct(f)} | |")
+        lines.append("")
+    return "\n".join(lines)

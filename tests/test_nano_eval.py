@@ -1,0 +1,145 @@
+"""`molmoact2 eval nano`: the closed-loop episode record, the graders, and the whole command end to end on a
+random tiny checkpoint with a one-episode held-out cache built for real (MuJoCo expert, depth VQ-VAE)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mujoco")
+
+from _nano_fixtures import one_thread_fixture  # noqa: E402
+from molmoact2.models.base import Step  # noqa: E402
+
+one_thread = one_thread_fixture()
+RENDER = 96
+
+
+@pytest.fixture(scope="module")
+def heldout_dir(tmp_path_factory):
+    from molmoact2.cli import main
+
+    out = tmp_path_factory.mktemp("nano") / "heldout"
+    assert main(["train", "data", "--out", str(out), "--episodes-per-task", "1", "--tasks", "touch",
+                 "--first-seed", "10000", "--render-size", str(RENDER), "--store-size", "64",
+                 "--qa-frames-per-episode", "2"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def heldout(heldout_dir):
+    from molmoact2.training.nano_examples import NanoTrainData
+
+    return NanoTrainData.load(heldout_dir, progress=False)
+
+
+def test_rendering_only_the_last_tick_changes_nothing_but_speed():
+    """The expert is deterministic: with rendering skipped inside chunks the episode is the same episode."""
+    from molmoact2.evaluation.closed_loop import rollout
+    from molmoact2.runner import ExpertPolicy, guard_for_env, run_episode
+    from molmoact2.sim import make_env
+
+    env = make_env("touch", image_size=64, depth=False, segmentation=False)
+    full: dict = {}
+    list(run_episode(ExpertPolicy(env), env, guard_for_env(env), seed=10000, summary=full))
+    rec = rollout(ExpertPolicy(env), env, seed=10000)
+    env.close()
+    assert full["success"] and rec["success"] and rec["stopped_by"] == "success" and rec["error"] is None
+    assert rec["ticks"] == full["ticks"] and rec["chunks"] == full["chunks"]
+
+
+def test_a_policy_error_is_a_recorded_failure():
+    from molmoact2.evaluation.closed_loop import rollout
+    from molmoact2.sim import make_env
+
+    class Broken:
+        def reset(self):
+            pass
+
+        def predict(self, obs):
+            raise RuntimeError("decode failed: no <action_end>")
+
+    env = make_env("touch", image_size=64, depth=False, segmentation=False)
+    rec = rollout(Broken(), env, seed=10000)
+    env.close()
+    assert not rec["success"] and rec["stopped_by"] == "error" and "no <action_end>" in rec["error"]
+
+
+class _Answers:
+    """Answers every question with `answer(item)`: grading is what is under test here, not a model."""
+
+    def __init__(self, data, answer):
+        self.data, self.answer = data, answer
+
+    def ask(self, images, question):
+        item = next(q for q in self.data.qa if q["question"] == question)
+        return Step(answer_text=self.answer(item))
+
+
+def test_graders_accept_the_ground_truth_and_reject_wrong_answers(heldout):
+    from molmoact2.evaluation.offline import qa_metrics
+
+    kinds = {q["kind"] for q in heldout.qa}
+    assert {"point", "count", "point_absent"} <= kinds
+    graded = [i for i, q in enumerate(heldout.qa) if q["kind"] != "box"]
+    truth = _Answers(heldout, lambda item: item["answer"])
+    assert all(qa_metrics(truth, heldout, i)["correct"] for i in graded)
+
+    def wrong(item):
+        if item["kind"] == "point_absent":
+            return '<points coords="1 1 500 500">it</points>'
+        if item["kind"] == "count":
+            return f"Counting the <points coords=\"1 1 001 001\">x</points> shows a total of {item['count'] + 1}."
+        seg = heldout.qa_segmentation(item)
+        rows, cols = np.nonzero(~np.isin(seg, item["labels"]))  # a pixel outside the target's mask
+        h, w = seg.shape
+        x, y = int((cols[0] + 0.5) / w * 1000), int((rows[0] + 0.5) / h * 1000)
+        return f'<points coords="1 1 {x:03d} {y:03d}">it</points>'
+
+    liar = _Answers(heldout, wrong)
+    assert not any(qa_metrics(liar, heldout, i)["correct"] for i in graded)
+
+
+def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
+    from molmoact2.cli import main
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "nano", "--checkpoint", str(ckpt), "--heldout", str(heldout_dir), "--tasks", "touch",
+                 "--seeds-per-task", "1", "--modes", "continuous,think", "--max-questions", "3", "--jobs", "1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rec = json.loads(out.read_text())
+    assert [(r["mode"], r["task"], r["seed"]) for r in rec["rollouts"]] == [("continuous", "touch", 10000),
+                                                                         ("think", "touch", 10000)]
+    assert len(rec["qa"]) == 3 and len(rec["episodes"]) == 1
+    s = rec["summary"]
+    assert set(s["closed_loop"]) == {"continuous", "think"}
+    depth = s["depth_codes"]
+    queries = rec["episodes"][0]["queries"]
+    assert depth["first_query_all_cells"]["n"] == 100 and depth["later_queries_all_cells"]["n"] == 100 * (queries - 1)
+    assert 0 <= depth["majority_code_baseline"] <= 1
+    # a random model's discrete decode is counted, whatever it produced; never silently dropped
+    a = s["actions_vs_expert"]
+    n_discrete = a["discrete"]["n_queries"] if "discrete" in a else 0
+    assert n_discrete + a["discrete_decode_failures"]["hits"] == queries
+    assert a["continuous"]["n_queries"] == queries and len(a["continuous"]["mae_pct_per_joint"]) == 6
+    assert "| touch |" in printed and "majority-code baseline" in printed
+    from molmoact2.evaluation.report import to_markdown
+
+    assert printed.startswith(to_markdown(rec))
+    assert main(["eval", "report", str(out)]) == 0
+    assert capsys.readouterr().out == to_markdown(rec) + "\n"
+
+
+def test_eval_refuses_training_seeds(tmp_path):
+    from molmoact2.evaluation.nano_eval import EvalConfig
+
+    with pytest.raises(ValueError, match="held-out seeds start at 10000"):
+        EvalConfig(checkpoint=str(tmp_path), first_seed=0)
+    with pytest.raises(ValueError, match="modes"):
+        EvalConfig(checkpoint=str(tmp_path), modes=("fast",))

@@ -10,7 +10,8 @@ import numpy as np
 
 TITLE = "Think debugger"
 
-SOURCES = ["Demo: boxes scene (MuJoCo)", "Simulator expert (live)", "Recording directory"]
+SOURCES = ["Demo: boxes scene (MuJoCo)", "Simulator expert (live)", "Recording directory",
+           "Nano with Think (live, closed loop)"]
 SIM_TASKS = ["pick_place", "push_left", "push_right", "touch"]  # SimEnv.task_names() (single arm)
 
 
@@ -35,6 +36,13 @@ def load_session(source: str, path: str, task: str, seed: float, n_steps: float,
     elif source == SOURCES[1]:
         steps = live.sim_expert_steps(task, int(seed), int(n_steps))
         label = f"simulator expert: {task} seed {int(seed)}"
+    elif source == SOURCES[3]:
+        from molmoact2.think_live import policy_think_steps
+
+        # the path box doubles as the model spec here (default: the shipped Nano)
+        spec = path.strip() if path and path.strip() else "nano"
+        steps = policy_think_steps(spec, task, int(seed), int(n_steps))
+        label = f"{steps[0].backend} with Think: {task} seed {int(seed)}, closed loop"
     else:
         if not path or not path.strip():
             raise ValueError("Recording directory: expected a path to a recording (recording.json) or Step directories")
@@ -42,6 +50,15 @@ def load_session(source: str, path: str, task: str, seed: float, n_steps: float,
         label = path.strip()
     sess = session.from_steps(steps, codec, label=label)
     return sess, codec, codec_note
+
+
+def true_codes(sess, codec) -> np.ndarray | None:
+    """VQ-VAE codes of the TRUE depth per step, when the session holds a model's own codes and depth maps:
+    where they differ is where the model's depth reasoning is wrong."""
+    if codec is None or sess.codes_source != "recorded depth_bins" or any(
+            f is None or f.depth_m is None for f in sess.frames):
+        return None
+    return np.stack([codec.encode(depth_m=f.depth_m) for f in sess.frames])
 
 
 def build(ctx) -> None:
@@ -57,7 +74,8 @@ def build(ctx) -> None:
     state = gr.State(None)
     with gr.Row():
         source = gr.Dropdown(SOURCES, value=SOURCES[0], label="source", elem_id="think-source")
-        path = gr.Textbox(label="recording directory", placeholder="runs/my_recording", elem_id="think-path")
+        path = gr.Textbox(label="recording directory (or model spec for the live Nano source; default nano)",
+                          placeholder="runs/my_recording", elem_id="think-path")
         task = gr.Dropdown(SIM_TASKS, value="pick_place", label="simulator task", allow_custom_value=True, elem_id="think-task")
         seed = gr.Number(value=0, precision=0, label="seed", elem_id="think-seed")
         n_steps = gr.Number(value=16, precision=0, label="steps", elem_id="think-nsteps")
@@ -82,11 +100,15 @@ def build(ctx) -> None:
             sess, codec, note = load_session(source, path, task, seed, n_steps, vae)
         except Exception as exc:  # shown to the user, never swallowed
             raise gr.Error(f"{type(exc).__name__}: {exc}") from exc
-        data = {"session": sess, "codec": codec, "note": note}
+        truth = true_codes(sess, codec)
+        data = {"session": sess, "codec": codec, "note": note, "truth": truth}
         s = sess.summary(threshold)
         md = (f"**{sess.label}** — {len(sess)} steps; codes: {sess.codes_source}; VQ-VAE: {note}.  \n"
               f"At threshold {threshold:.4f}: {s['mean_cells_repredicted']:.1f} of 100 cells re-predicted per step "
               f"(after the first), {s['mean_forward_passes']:.1f} decode forward passes instead of 100.")
+        if truth is not None:
+            md += (f"  \nThe model's codes equal the VQ-VAE codes of the true depth in "
+                   f"**{100 * float(np.mean(truth == sess.codes)):.0f}%** of cells (all steps).")
         return (data, md, gr.Slider(minimum=0, maximum=max(len(sess) - 1, 1), value=0, step=1), *render_curve(data, threshold),
                 *render_step(data, 0, threshold))
 
@@ -104,6 +126,8 @@ def build(ctx) -> None:
             series["stale cells in the buffer"] = stale
         if sess.recorded_masks is not None:
             series["recorded mask"] = sess.recorded_masks.sum(axis=1)
+        if data.get("truth") is not None:
+            series["cells where the model's code != VQ-VAE of true depth"] = (data["truth"] != sess.codes).sum(axis=1)
         return (repredicted_figure(np.arange(len(sess)), series, "MolmoThink: cells re-predicted per step"),)
 
     def render_step(data, i, threshold):

@@ -37,6 +37,10 @@ def model_status(spec: str) -> str:
         return ("Model: `nano` — not shipped yet. The Spatial reasoning and Control tabs take a model spec of their "
                 "own (a checkpoint directory, an /act server, or the simulator's scripted `expert`); the other tabs "
                 "parse outputs, tokenize actions, encode depth and drive the scripted experts.")
+    if spec == "nano":
+        return (f"Model: `nano` — MolmoAct2-Nano from `{nano_default_dir()}`, the whole architecture in miniature, "
+                "trained only on our simulator (its measured success and accuracy are in the README). The Spatial "
+                "reasoning, Think debugger and Control tabs run it; the others need no model.")
     try:
         return f"Model: `{spec}` ({spec_kind(spec)})."
     except ValueError as err:

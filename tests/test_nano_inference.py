@@ -203,3 +203,71 @@ def test_generate_after_chat_template(mp):
     seq = model.generate(**inputs, max_new_tokens=5)
     assert seq.shape[0] == 1 and inputs["input_ids"].shape[1] < seq.shape[1] <= inputs["input_ids"].shape[1] + 5
     assert torch.equal(seq[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])
+
+
+def _reference_predict(model, proc, images, depth: bool, seed: int):
+    """predict_action's continuous / Think (full depth) result computed plainly: reference LM passes
+    (tensor ids, no fast path), full-logit argmax over the depth rows, the plain Euler loop."""
+    from molmoact2.models.nano.action_expert import euler_integrate_reference
+    from molmoact2.models.nano.normalization import unnormalize_actions
+
+    cfg = model.config
+    meta = model.norm_stats["metadata_by_tag"][TAG]
+    bins = T.discretize_state(STATE, meta["state_stats"], "min_max")
+    prompt = T.build_robot_prompt(TASK, bins, meta["setup_type"], meta["control_mode"], len(images),
+                                  "robot_depth_action" if depth else "robot_action")
+    enc = proc(text=prompt, images=images)
+    with torch.no_grad():
+        cache = model.new_cache()
+        logits = model(enc["input_ids"], enc["attention_mask"], enc["pixel_values"], cache=cache)["logits"][:, -1]
+        codes = []
+        if depth:
+            base = cfg.depth_token_start_id
+            logits = model.step(torch.tensor([[cfg.depth_start_token_id]]), cache)
+            for _ in range(cfg.num_depth_codes):
+                codes.append(int(logits[0, base:base + cfg.num_depth_tokens].argmax()))
+                logits = model.step(torch.tensor([[base + codes[-1]]]), cache)
+            model.step(torch.tensor([[cfg.depth_end_token_id]]), cache)
+        contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
+        x0 = torch.randn((1, 30, cfg.max_action_dim), generator=torch.Generator().manual_seed(seed))
+        dim_mask = (torch.arange(cfg.max_action_dim) < 6).float()
+        states = euler_integrate_reference(model.action_expert, x0, contexts, cache.key_mask, 10, dim_mask)
+    normed = states[-1][:, :, :6].numpy()
+    return unnormalize_actions(normed, meta["action_stats"], "min_max"), np.asarray(codes), states
+
+
+@pytest.mark.parametrize("depth", [False, True])
+def test_predict_action_equals_a_plain_reference_computation(mp, depth):
+    # The optimized inference (fused LM path, skipped unused logits, planned Euler) computes the same
+    # actions as the straightforward pipeline, and the same greedy depth codes.
+    model, proc = mp
+    images = [image(21), image(22, 48, 64)]
+    out = _predict(model, proc, images=images, enable_depth_reasoning=depth, generator=torch.Generator().manual_seed(4))
+    ref_actions, ref_codes, ref_states = _reference_predict(model, proc, images, depth, seed=4)
+    assert np.abs(out["denoising_states_normalized"][-1] - ref_states[-1].numpy()).max() < 1e-5
+    assert np.abs(out["denoising_states_normalized"][-1] - out["denoising_states_normalized"][0]).max() > 0.05
+    assert np.allclose(out["actions"].numpy(), ref_actions, atol=1e-4, rtol=0)
+    # predict_action's own reference switch (the latency bench compares the two) agrees as well.
+    plain = _predict(model, proc, images=images, enable_depth_reasoning=depth, optimized=False,
+                     generator=torch.Generator().manual_seed(4))
+    assert np.allclose(plain["actions"].numpy(), ref_actions, atol=1e-4, rtol=0)
+    assert plain["forward_calls"] == out["forward_calls"]
+    if depth:
+        assert np.array_equal(out["depth_bins"][0].numpy(), ref_codes)
+        assert torch.equal(plain["depth_bins"], out["depth_bins"])
+        # and adaptive replay of those codes lands on the same actions (one pass instead of 101)
+        again = _predict(model, proc, images=images, enable_depth_reasoning=True, depth_cache=out["depth_cache"],
+                         generator=torch.Generator().manual_seed(4))
+        assert np.allclose(again["actions"].numpy(), ref_actions, atol=1e-3, rtol=0)
+
+
+def test_returned_tensors_are_ordinary_tensors(mp):
+    # The optimized path computes under torch.inference_mode; what it returns must still be usable
+    # like any tensor (in-place edits, autograd), so it is built outside that block.
+    model, proc = mp
+    out = _predict(model, proc, enable_depth_reasoning=True, generator=torch.Generator().manual_seed(0))
+    for key in ("actions", "generated_token_ids", "depth_bins"):
+        assert not out[key].is_inference(), key
+    out["actions"].add_(1.0)
+    out["depth_bins"].add_(1)
+    assert out["actions"].float().requires_grad_().sum().requires_grad

@@ -10,6 +10,10 @@
 * Output: 2-chunk final modulation + zero-initialized Linear(width -> 32), so the untrained velocity
   is exactly 0 (Euler then returns the initial noise; tests rely on it).
 * Flow convention: t = 0 noise, t = 1 data; x_t = (1 - t) eps + t a; target velocity a - eps.
+* Inference (`euler_integrate`): what does not depend on the noisy chunk is computed once per chunk
+  (`ActionExpert.plan`: the time/adaLN conditioning of all steps in one matmul per block, the context
+  heads, RoPE, mask, weights) and each step runs `DiTBlock.forward_planned` (same math, fewer ops).
+  Training uses `forward`; `euler_integrate_reference` is the plain loop the tests compare against.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from molmoact2.models.nano.layers import RMSNorm, SwiGLU, apply_rope, rope_cos_sin
+from molmoact2.models.nano.layers import RMSNorm, SwiGLU, apply_rope, apply_rope_fast, rope_cos_sin, signed_sin
 
 TIME_SAMPLING_OFFSET = 0.001  # t = 0.001 + 0.999 * Beta(1, 1.5): never exactly pure noise
 BETA_ALPHA, BETA_BETA = 1.0, 1.5
@@ -95,6 +99,49 @@ class DiTBlock(nn.Module):
         x = x + g_ca[:, None] * self.cross_out(y.transpose(1, 2).reshape(b, h, w))
         return x + g_mlp[:, None] * self.mlp(modulate(self.norm3(x), sh_mlp, sc_mlp))
 
+    def planned_weights(self) -> tuple:
+        """What `forward_planned` reads, fetched once per chunk instead of through nn.Module attribute
+        lookups in every step: weights, eps values, head layout, and the q/k norm weights stacked
+        [2, 1, hd] (None if q/k are not normed that way; then they are normed one by one)."""
+        qk_w = None
+        if _affine_pair(self.q_norm, self.k_norm):
+            qk_w = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None]
+        cross_q_norm = self.cross_q_norm if not isinstance(self.cross_q_norm, nn.Identity) else None
+        m = self.mlp
+        return (self.qkv.weight, self.attn_out.weight, self.cross_q.weight, self.cross_out.weight, m.gate_proj.weight,
+                m.up_proj.weight, m.down_proj.weight, self.norm1.eps, self.norm2.eps, self.norm3.eps, qk_w,
+                self.q_norm.eps if qk_w is not None else None, cross_q_norm, self.heads, self.head_dim, self.rope)
+
+    def forward_planned(self, x, weights, mods, ctx_kh, ctx_vh, ctx_mask, rope):
+        """`forward` for inference with everything that does not depend on x precomputed (ExpertPlan):
+        weights = `planned_weights()`; mods [9, 1, 1, w] = (shift, 1 + scale, gate) x (self-attn,
+        cross-attn, MLP) of this step; ctx_kh/ctx_vh [B, heads, T, hd] projected, normed, split into
+        heads; rope = (cos, signed sin) [H, 1, 1, hd]; ctx_mask None (nothing padded) or bool [B, 1, 1, T].
+        Same math in fewer ops: q and k are normed and rotated together in the [B, H, 2, heads, hd]
+        layout (both act on the last dim only), and addcmul does shift + x * scale1 and x + gate * y
+        in one op each."""
+        (w_qkv, w_attn_out, w_cross_q, w_cross_out, w_gate, w_up, w_down, eps1, eps2, eps3, qk_w, eps_qk,
+         cross_q_norm, nh, hd, use_rope) = weights
+        b, h, w = x.shape
+        sh_sa, sc_sa, g_sa, sh_ca, sc_ca, g_ca, sh_mlp, sc_mlp, g_mlp = mods.unbind(0)
+        qkv = F.linear(torch.addcmul(sh_sa, F.rms_norm(x, (w,), None, eps1), sc_sa), w_qkv).view(b, h, 3, nh, hd)
+        qk = qkv[:, :, :2]
+        if qk_w is not None:
+            qk = F.rms_norm(qk, (hd,), None, eps_qk) * qk_w
+        else:
+            qk = torch.stack([self.q_norm(qk[:, :, 0]), self.k_norm(qk[:, :, 1])], dim=2)
+        if use_rope:
+            qk = apply_rope_fast(qk, *rope)
+        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2)).transpose(1, 2).reshape(b, h, w)
+        x = torch.addcmul(x, g_sa, F.linear(y, w_attn_out))
+        q = F.linear(torch.addcmul(sh_ca, F.rms_norm(x, (w,), None, eps2), sc_ca), w_cross_q).view(b, h, nh, hd)
+        q = (q if cross_q_norm is None else cross_q_norm(q)).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, ctx_kh, ctx_vh, attn_mask=ctx_mask)
+        x = torch.addcmul(x, g_ca, F.linear(y.transpose(1, 2).reshape(b, h, w), w_cross_out))
+        m = torch.addcmul(sh_mlp, F.rms_norm(x, (w,), None, eps3), sc_mlp)
+        return torch.addcmul(x, g_mlp, F.linear(F.silu(F.linear(m, w_gate)) * F.linear(m, w_up), w_down))
+
 
 class ActionExpert(nn.Module):
     def __init__(self, cfg, kv_dim: int) -> None:
@@ -135,6 +182,62 @@ class ActionExpert(nn.Module):
             x = block(x, c, pk, pv, mask, rope)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.final_proj(modulate(self.final_norm(x), shift, scale))
+
+    @torch.no_grad()
+    def plan(self, projected: list[tuple[torch.Tensor, torch.Tensor]], ctx_mask: torch.Tensor, times: list[float],
+             horizon: int, dtype: torch.dtype) -> "ExpertPlan":
+        """Everything of `forward` that does not depend on x_t, for every time in `times` at once: the
+        time embedding and every block's adaLN modulation (one batched matmul per block instead of one
+        per step), the chunk RoPE, the context split into heads, and the mask (None if nothing is
+        padded: attending to every key is what an all-True mask means)."""
+        device = projected[0][0].device
+        t = torch.tensor(times, dtype=dtype, device=device)
+        c = self.time_mlp(timestep_embedding(t, self.cfg.timestep_embed_dim).to(dtype))  # [S, w]
+        w = self.cfg.hidden_size
+        mods = []
+        for block in self.blocks:
+            m = block.adaLN_modulation(c).view(len(times), 9, 1, 1, w)
+            m[:, 1::3] += 1.0  # scale -> 1 + scale (modulate's factor), once instead of every step
+            mods.append(m.unbind(0))
+        fshift, fscale = self.final_modulation(c).chunk(2, dim=-1)
+        final = [(fshift[i:i + 1, None], 1.0 + fscale[i:i + 1, None]) for i in range(len(times))]
+        rope = None
+        if self.cfg.rope:  # [H, 1, 1, hd]: the chunk-step axis of the [B, H, 2, heads, hd] q/k layout
+            cos, sin = chunk_rope(horizon, self.blocks[0].head_dim, self.cfg.rope_theta, c)
+            rope = (cos[0, 0][:, None, None], signed_sin(sin[0, 0])[:, None, None])
+        heads = [(blk._heads(k).contiguous(), blk._heads(v).contiguous()) for blk, (k, v) in zip(self.blocks, projected)]
+        mask = None if bool(ctx_mask.all()) else ctx_mask[:, None, None, :]
+        out = (self.input_proj.weight, self.input_proj.bias, self.final_norm.eps, self.final_proj.weight, self.final_proj.bias)
+        return ExpertPlan(mods=[list(step) for step in zip(*mods)], final=final, rope=rope, heads=heads, mask=mask,
+                          weights=[blk.planned_weights() for blk in self.blocks], io=out)
+
+    def velocity(self, x_t: torch.Tensor, plan: "ExpertPlan", step: int) -> torch.Tensor:
+        """`forward(x_t, times[step], ...)` through a precomputed `plan` (inference only)."""
+        w_in, b_in, eps_out, w_out, b_out = plan.io
+        x = F.linear(x_t, w_in, b_in)
+        for block, weights, mods, (kh, vh) in zip(self.blocks, plan.weights, plan.mods[step], plan.heads):
+            x = block.forward_planned(x, weights, mods, kh, vh, plan.mask, plan.rope)
+        shift, scale1 = plan.final[step]
+        return F.linear(torch.addcmul(shift, F.rms_norm(x, (x.shape[-1],), None, eps_out), scale1), w_out, b_out)
+
+
+def _affine_pair(a: nn.Module, b: nn.Module) -> bool:
+    """Two affine RMSNorms with the same eps: normable as one (a norm, then a per-row weight)."""
+    return (isinstance(a, RMSNorm) and isinstance(b, RMSNorm) and a.weight is not None and b.weight is not None
+            and a.eps == b.eps)
+
+
+class ExpertPlan:
+    """What `ActionExpert.plan` precomputes for one chunk: mods[step][block] [9, 1, 1, w], final[step]
+    = (shift, 1 + scale) [1, 1, w], rope (cos, signed sin) [H, 1, 1, hd] or None, heads[block] = (K, V)
+    [B, heads, T, hd], mask None or bool [B, 1, 1, T], weights[block] = DiTBlock.planned_weights(),
+    io = (input_proj weight, bias, final norm eps, final_proj weight, bias)."""
+
+    __slots__ = ("mods", "final", "rope", "heads", "mask", "weights", "io")
+
+    def __init__(self, mods, final, rope, heads, mask, weights, io) -> None:
+        self.mods, self.final, self.rope, self.heads, self.mask = mods, final, rope, heads, mask
+        self.weights, self.io = weights, io
 
 
 # ---- flow matching ---------------------------------------------------------------------------------
@@ -177,6 +280,29 @@ def euler_integrate(expert: ActionExpert, x0: torch.Tensor, contexts, ctx_mask, 
                     dim_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Euler from noise x0 (t = 0) to data (t = 1): t_i = i / steps, x += dt * v. Returns every state
     [x0, x1, ..., x_steps]; `contexts` are the raw per-layer (K, V). `dim_mask` [32] zeroes padded action dims of the start and of each velocity."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    projected = expert.project_contexts(contexts)
+    x = x0 if dim_mask is None else x0 * dim_mask
+    states = [x]
+    dt = 1.0 / num_steps
+    # Same steps as `euler_integrate_reference` (tests compare them); the time conditioning, the
+    # context heads and the RoPE table are computed once for the whole integration.
+    plan = expert.plan(projected, ctx_mask, [i / num_steps for i in range(num_steps)], x.shape[1], x.dtype)
+    for i in range(num_steps):
+        v = expert.velocity(x, plan, i)
+        if dim_mask is not None:
+            v = v * dim_mask
+        x = x + dt * v
+        states.append(x)
+    return states
+
+
+@torch.no_grad()
+def euler_integrate_reference(expert: ActionExpert, x0: torch.Tensor, contexts, ctx_mask, num_steps: int,
+                              dim_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """`euler_integrate` written plainly with the training-time `ActionExpert.forward` (the
+    correctness reference for the planned fast path)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     projected = expert.project_contexts(contexts)

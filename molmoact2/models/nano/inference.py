@@ -12,10 +12,20 @@ Stages:
   5. continuous: Euler-integrate the flow expert conditioned on every layer's cache; discrete: greedy
      decode `<action_start> ... <action_end> EOS`, parse strictly, OpenFAST-decode (errors raise).
 `enable_cuda_graph` is accepted for API parity and has no effect (CPU; the real model also falls back).
+
+Speed (CPU, one thread; same function, fewer ops; `optimized=False` runs the plain reference path):
+the LM takes its fused inference path (layers.py: fused q/k/v and gate/up, one q+k norm, cached RoPE
+table, no mask when nothing is padded, no host syncs per token); passes whose logits nobody reads
+(the prefill before a depth decode or the expert, the `<depth_end>` pass in continuous mode) only fill
+the cache and skip the last layer's attention output and MLP; depth decoding computes only the 128
+depth rows of lm_head; the expert precomputes per chunk everything that does not depend on the noisy
+chunk (action_expert.ExpertPlan: time/adaLN conditioning of all 10 steps in one matmul per block,
+context heads, RoPE, mask).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -24,7 +34,7 @@ import torch
 
 from molmoact2 import tokens as T
 from molmoact2.depth import think
-from molmoact2.models.nano.action_expert import euler_integrate
+from molmoact2.models.nano.action_expert import euler_integrate, euler_integrate_reference
 from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
 from molmoact2.models.nano.processing_nano import to_uint8_rgb
 
@@ -70,7 +80,8 @@ def _lap(clock: dict[str, float], timings: dict[str, float], name: str) -> None:
     clock["t"] = now
 
 
-def decode_depth(model, cache, logits: torch.Tensor, main_image: np.ndarray, depth_cache: dict | None) -> dict[str, Any]:
+def decode_depth(model, cache, logits: torch.Tensor | None, main_image: np.ndarray, depth_cache: dict | None,
+                 optimized: bool = True) -> dict[str, Any]:
     """MolmoThink depth decode into `cache`. Returns codes, mask, generated ids, pending tokens, calls.
 
     The last pending tokens (`<depth_end>` and possibly a replayed tail) are NOT fed here: the caller
@@ -94,16 +105,18 @@ def decode_depth(model, cache, logits: torch.Tensor, main_image: np.ndarray, dep
             pending += (base + prev_codes[span.start:span.end]).tolist()
             continue
         for i in range(span.start, span.end):
-            logits = model.step(pending, cache)
+            if optimized:  # only the 128 depth rows may be chosen, so only they are computed
+                codes[i] = int(model.step(pending, cache, logit_rows=(base, base + n))[0].argmax())
+            else:  # reference: the general path (tensor ids), every logit, then the depth rows
+                codes[i] = int(model.step(torch.tensor([pending]), cache)[0, base:base + n].argmax())
             calls += 1
-            codes[i] = int(logits[0, base:base + n].argmax())  # only the 128 depth rows may be chosen
             pending = [base + int(codes[i])]
     pending.append(cfg.depth_end_token_id)
     generated = [cfg.depth_start_token_id, *(base + codes).tolist(), cfg.depth_end_token_id]
     return {"codes": codes, "mask": mask, "generated": generated, "pending": pending, "calls": calls}
 
 
-def decode_discrete(model, cache, logits: torch.Tensor, max_tokens: int) -> tuple[list[int], int]:
+def decode_discrete(model, cache, logits: torch.Tensor, max_tokens: int, optimized: bool = True) -> tuple[list[int], int]:
     """Greedy, unconstrained (as the real model): stops at EOS or after max_tokens."""
     eos = model.config.eos_token_id
     eos = {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
@@ -113,7 +126,7 @@ def decode_discrete(model, cache, logits: torch.Tensor, max_tokens: int) -> tupl
         out.append(nxt)
         if nxt in eos:
             break
-        logits = model.step([nxt], cache)
+        logits = model.step([nxt] if optimized else torch.tensor([[nxt]]), cache)
         calls += 1
     return out, calls
 
@@ -123,7 +136,10 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                    inference_action_mode=None, enable_depth_reasoning=False, depth_cache=None, action_tokenizer=None,
                    num_steps=None, n_action_steps=None, generator=None, normalize_language=True,
                    enable_cuda_graph=True, return_dict=True, max_action_tokens: int = 256,
-                   return_context: bool = False) -> Any:
+                   return_context: bool = False, optimized: bool = True) -> Any:
+    """See the module docstring. `optimized=False` runs the plain reference computation (general LM
+    path, every logit, the plain Euler loop): same results up to float summation order, slower; the
+    latency bench and the tests compare the two."""
     timings: dict[str, float] = {}
     clock = _timer()
     t_start = clock["t"]
@@ -156,56 +172,66 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
     inputs = processor(text=prompt, images=images)
     input_ids = inputs["input_ids"].to(model.device)
     _lap(clock, timings, "prepare_ms")
-    # 2. vision
-    feats = model.encode_images(inputs["pixel_values"].to(model.device, model.dtype))
-    _lap(clock, timings, "vision_ms")
-    # 3. prefill
-    cache = model.new_cache()
-    logits = model.forward(input_ids, inputs["attention_mask"].to(model.device), image_features=feats, cache=cache,
-                           logits_to_keep=1)["logits"][:, -1]
-    _lap(clock, timings, "prefill_ms")
-    generated: list[int] = []
-    depth = None
-    calls = {"prefill": 1, "depth": 0, "action": 0}
-    main = to_uint8_rgb(images[0])
-    if enable_depth_reasoning:
-        depth = decode_depth(model, cache, logits, main, depth_cache)
-        logits = model.step(depth["pending"], cache)  # <depth_end> (+ a replayed tail) joins the cache
-        calls["depth"] = depth["calls"] + 1
-        generated += depth["generated"]
-        _lap(clock, timings, "depth_ms")
+    # Inference mode (optimized path): no autograd bookkeeping at all. Only numpy arrays and Python
+    # values leave this block; the returned tensors are made after it, so callers get normal tensors.
+    with torch.inference_mode() if optimized else contextlib.nullcontext():
+        # 2. vision
+        feats = model.encode_images(inputs["pixel_values"].to(model.device, model.dtype))
+        _lap(clock, timings, "vision_ms")
+        # 3. prefill
+        cache = model.new_cache()
+        # The prefill's logits are read only by a discrete decode that starts right after it; otherwise the
+        # pass only fills the cache (depth decoding starts by feeding <depth_start>; the expert reads K/V).
+        need_logits = (mode == "discrete" and not enable_depth_reasoning) or not optimized
+        logits = model.forward(input_ids, inputs["attention_mask"].to(model.device), image_features=feats, cache=cache,
+                               logits_to_keep=1, fast=optimized, need_logits=need_logits)["logits"]
+        logits = logits[:, -1] if logits is not None else None
+        _lap(clock, timings, "prefill_ms")
+        generated: list[int] = []
+        depth = None
+        calls = {"prefill": 1, "depth": 0, "action": 0}
+        main = to_uint8_rgb(images[0])
+        if enable_depth_reasoning:
+            depth = decode_depth(model, cache, logits, main, depth_cache, optimized)
+            # <depth_end> (+ a replayed tail) joins the cache; its logits matter only to a discrete decode.
+            logits = model.step(depth["pending"], cache, need_logits=mode == "discrete") if optimized else \
+                model.step(torch.tensor([depth["pending"]]), cache)
+            calls["depth"] = depth["calls"] + 1
+            generated += depth["generated"]
+            _lap(clock, timings, "depth_ms")
 
-    denoise = None
-    action_ids = None
-    if mode == "continuous":
-        contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
-        ctx_mask = cache.key_mask
-        x0 = torch.randn((1, horizon, cfg.max_action_dim), generator=generator, device=model.device, dtype=torch.float32)
-        dim_mask = None
-        if cfg.mask_action_dim_padding:
-            dim_mask = torch.zeros(cfg.max_action_dim, device=model.device)
-            dim_mask[:action_dim] = 1.0
-        states = euler_integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
-                                 None if dim_mask is None else dim_mask.to(model.dtype))
-        denoise = torch.stack(states).float().cpu().numpy()  # [S+1, 1, H, 32]
-        normed = denoise[-1][:, :n_exec, :action_dim]
-        calls["action"] = steps
-        _lap(clock, timings, "action_expert_ms")
-    else:
-        toks, calls["action"] = decode_discrete(model, cache, logits, max_action_tokens)
-        generated += toks
-        parsed = T.parse_generated(np.asarray(toks, dtype=np.int64), processor.token_ids)  # raises TokenFormatError
-        if parsed.action_ids is None:
-            raise T.TokenFormatError("discrete decode produced no action segment", expected="<action_start> ... "
-                                     "<action_end>", got=parsed.raw, where="generated tokens")
-        action_ids = parsed.action_ids
-        tok_dim = getattr(getattr(action_tokenizer, "config", None), "action_dim", None) or action_dim
-        if tok_dim < action_dim:
-            raise ValueError(f"action_tokenizer decodes {tok_dim} dims but norm_tag {norm_tag!r} has {action_dim}")
-        # OpenFastProcessor.decode raises DecodeError on a malformed sequence (never a zero chunk).
-        decoded = np.asarray(action_tokenizer.decode([action_ids.tolist()], time_horizon=horizon, action_dim=tok_dim))
-        normed = decoded[:, :n_exec, :action_dim].astype(np.float32)
-        _lap(clock, timings, "discrete_decode_ms")
+        denoise = None
+        action_ids = None
+        if mode == "continuous":
+            contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
+            ctx_mask = cache.key_mask
+            x0 = torch.randn((1, horizon, cfg.max_action_dim), generator=generator, device=model.device, dtype=torch.float32)
+            dim_mask = None
+            if cfg.mask_action_dim_padding:
+                dim_mask = torch.zeros(cfg.max_action_dim, device=model.device)
+                dim_mask[:action_dim] = 1.0
+            integrate = euler_integrate if optimized else euler_integrate_reference
+            states = integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
+                               None if dim_mask is None else dim_mask.to(model.dtype))
+            denoise = torch.stack(states).float().cpu().numpy()  # [S+1, 1, H, 32]
+            normed = denoise[-1][:, :n_exec, :action_dim]
+            calls["action"] = steps
+            _lap(clock, timings, "action_expert_ms")
+        else:
+            toks, calls["action"] = decode_discrete(model, cache, logits, max_action_tokens, optimized)
+            generated += toks
+            parsed = T.parse_generated(np.asarray(toks, dtype=np.int64), processor.token_ids)  # raises TokenFormatError
+            if parsed.action_ids is None:
+                raise T.TokenFormatError("discrete decode produced no action segment", expected="<action_start> ... "
+                                         "<action_end>", got=parsed.raw, where="generated tokens")
+            action_ids = parsed.action_ids
+            tok_dim = getattr(getattr(action_tokenizer, "config", None), "action_dim", None) or action_dim
+            if tok_dim < action_dim:
+                raise ValueError(f"action_tokenizer decodes {tok_dim} dims but norm_tag {norm_tag!r} has {action_dim}")
+            # OpenFastProcessor.decode raises DecodeError on a malformed sequence (never a zero chunk).
+            decoded = np.asarray(action_tokenizer.decode([action_ids.tolist()], time_horizon=horizon, action_dim=tok_dim))
+            normed = decoded[:, :n_exec, :action_dim].astype(np.float32)
+            _lap(clock, timings, "discrete_decode_ms")
 
     actions = unnormalize_actions(normed, meta["action_stats"], norm_mode)
     timings["total_ms"] = (time.perf_counter() - t_start) * 1e3
@@ -237,6 +263,8 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
 
 
 def _kv_summary(cache, layer: int) -> dict[str, Any]:
-    k, v = cache.context(layer)
-    return {"layer": layer, "tokens": int(k.shape[1]), "kv_dim": int(k.shape[2]),
+    # RMS over all elements does not depend on the layout: read the cache as stored (no transposed copy).
+    k, v = cache.keys[layer], cache.values[layer]
+    b, h, t, d = k.shape
+    return {"layer": layer, "tokens": int(t), "kv_dim": int(h * d),
             "k_rms": float(k.float().pow(2).mean().sqrt()), "v_rms": float(v.float().pow(2).mean().sqrt())}

@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -139,13 +141,21 @@ class NanoForConditionalGeneration(NanoPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None, cache: KVCache | None = None,
                 labels: torch.Tensor | None = None, image_features: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, logits_to_keep: int = 0, **_: Any) -> dict[str, Any]:
+                inputs_embeds: torch.Tensor | None = None, logits_to_keep: int = 0, fast: bool = False,
+                need_logits: bool = True, **_: Any) -> dict[str, Any]:
         """Logits over the `vocab_size` generatable tokens. `labels` (same shape as input_ids, -100 =
-        ignore) gives a next-token cross-entropy `loss`. `cache` is filled in place."""
+        ignore) gives a next-token cross-entropy `loss`. `cache` is filled in place.
+
+        Inference only: `fast=True` takes the LM's fused path (layers.py; same function, fewer ops);
+        `need_logits=False` (with `fast`, a cache and no labels) only fills the cache (what the action
+        expert reads) and returns logits = hidden_states = None."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         x = inputs_embeds if inputs_embeds is not None else self.embed_inputs(input_ids, pixel_values, image_features)
-        h = self.lm(x, attention_mask, cache)
+        skip = fast and not need_logits and labels is None and cache is not None
+        h = self.lm(x, attention_mask, cache, fast=fast, need_output=not skip)
+        if h is None:
+            return {"logits": None, "hidden_states": None}
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
         out: dict[str, Any] = {"logits": logits, "hidden_states": h}
         if labels is not None:
@@ -160,13 +170,34 @@ class NanoForConditionalGeneration(NanoPreTrainedModel):
     def new_cache(self) -> KVCache:
         return KVCache(self.config.text_config.num_hidden_layers)
 
-    def step(self, token_ids: list[int] | torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feed tokens (teacher-forced, one pass) after what the cache holds; return the last position's logits [B, V]."""
-        ids = torch.as_tensor(token_ids, dtype=torch.long, device=self.device)
+    def step(self, token_ids: list[int] | torch.Tensor, cache: KVCache, *, logit_rows: tuple[int, int] | None = None,
+             need_logits: bool = True) -> torch.Tensor | None:
+        """Feed tokens (teacher-forced, one pass) after what the cache holds; return the last position's logits [B, V].
+
+        Without autograd this takes the fast path: plain text tokens are embedded with one lookup (no
+        host syncs), and `logit_rows=(lo, hi)` computes only lm_head rows lo..hi-1 (-> [B, hi - lo]; the
+        depth decode needs only the 128 depth rows). `need_logits=False` only fills the cache (None)."""
+        plain = False
+        if isinstance(token_ids, torch.Tensor):
+            ids = token_ids.to(device=self.device, dtype=torch.long)
+        else:  # host ids: check them on the host (no device sync)
+            arr = np.asarray(token_ids, dtype=np.int64)
+            plain = (not torch.is_grad_enabled() and arr.size > 0 and int(arr.min()) >= 0
+                     and int(arr.max()) < self.config.text_config.vocab_size)
+            ids = torch.from_numpy(arr).to(self.device)
         if ids.ndim == 1:
             ids = ids[None]
-        out = self.forward(ids, torch.ones_like(ids), cache=cache, logits_to_keep=1)
-        return out["logits"][:, -1]
+        if not plain:  # tensors, image tokens or autograd: the general path
+            out = self.forward(ids, torch.ones_like(ids), cache=cache, logits_to_keep=1)
+            logits = out["logits"][:, -1]
+            return logits if logit_rows is None else logits[:, logit_rows[0]:logit_rows[1]]
+        # `plain`: every id is a generatable token, so embed_inputs would be this lookup (no image rows).
+        x = F.embedding(ids, self.lm.embed_tokens.weight)
+        h = self.lm(x, None, cache, fast=True, need_output=need_logits)
+        if h is None:
+            return None
+        weight = self.lm_head.weight if logit_rows is None else self.lm_head.weight[logit_rows[0]:logit_rows[1]]
+        return F.linear(h[:, -1], weight)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -213,3 +213,11 @@ def test_fast_rope_equals_rotate_half_rope():
     assert torch.allclose(sin_t[pos[0], :8], -sin[0, 0, :, :8], atol=1e-7)  # signed: first half negated
     x = torch.randn(2, 3, 5, 16)
     assert torch.allclose(apply_rope_fast(x, cos_t[pos[0]], sin_t[pos[0]]), apply_rope(x, cos, sin), atol=1e-6)
+
+
+def test_save_checkpoint_fp16_leaves_the_callers_model_in_fp32(tmp_path):
+    from molmoact2.models.nano.factory import build_random_nano, save_checkpoint
+
+    model, proc = build_random_nano("tiny", seed=0)
+    save_checkpoint(model, proc, tmp_path / "half", dtype="float16")
+    assert model.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters())

@@ -58,7 +58,7 @@ def run_nano(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".partial")
-        tmp.write_text(json.dumps(record, indent=1))
+        tmp.write_text(json.dumps(record, separators=(",", ":")))
         tmp.rename(out)
     print(to_markdown(record))
     print(f"\n{record['wall_minutes']} min" + (f"; record: {args.out}" if args.out else ""))

@@ -22,7 +22,6 @@ Recommended real run (2 shared CPU cores, ~2 h; figures from the timed run in th
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -106,11 +105,9 @@ def export_checkpoint(out: Path, model, processor) -> float:
     """The real checkpoint layout at the root of `out`, fp16. Returns model.safetensors' size in MiB."""
     from molmoact2.models.nano.factory import save_checkpoint
 
-    half = copy.deepcopy(model)
-    half.norm_stats = model.norm_stats
     tmp = out / f".export.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(half, processor, tmp, dtype="float16")
+    save_checkpoint(model, processor, tmp, dtype="float16")  # converts a copy: training continues in fp32
     for f in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):  # config last: it marks a checkpoint
         os.replace(f, out / f.name)
     tmp.rmdir()

@@ -85,9 +85,12 @@ def save_checkpoint(model, processor, directory: str | os.PathLike, dtype: str |
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if dtype is not None:
+    if dtype is not None and getattr(torch, dtype) != model.dtype:
+        import copy
+
+        # Module.to() converts in place: convert a copy, so the caller's model keeps its dtype.
         stats = model.norm_stats
-        model = model.to(getattr(torch, dtype))
+        model = copy.deepcopy(model).to(getattr(torch, dtype))
         model.norm_stats = stats
     model.save_pretrained(directory)
     processor.save_pretrained(directory)

@@ -49,6 +49,7 @@ class NanoPolicy:
         self.action_tokenizer = load_action_tokenizer(action_tokenizer)
         self.num_steps, self.n_action_steps, self.seed = num_steps, n_action_steps, seed
         self.checkpoint_dir = checkpoint_dir
+        self.dtype = str(model.dtype).removeprefix("torch.")  # reported by `molmoact2 serve`'s health JSON
         self.name = f"nano[{norm_tag}{', think' if depth_reasoning else ''}{', discrete' if mode == 'discrete' else ''}]"
         self.reset()
 

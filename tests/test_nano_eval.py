@@ -143,3 +143,25 @@ def test_eval_refuses_training_seeds(tmp_path):
         EvalConfig(checkpoint=str(tmp_path), first_seed=0)
     with pytest.raises(ValueError, match="modes"):
         EvalConfig(checkpoint=str(tmp_path), modes=("fast",))
+
+
+def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, capsys):
+    from molmoact2.cli import main
+    from molmoact2.evaluation.qa_check import sample_questions
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    qa = json.loads((heldout_dir / "qa.json").read_text())
+    picked = sample_questions(qa, 3, seed=0)
+    assert len(picked) == 3 and picked == sample_questions(qa, 3, seed=0)
+    assert all(qa[i]["kind"] != "box" for i in picked)
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    assert main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--max-questions", "3",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out scenes (seeds 10000–10000)" in out
+    import re
+
+    graded = sum(int(n) for n in re.findall(r"\(\d+/(\d+)\)", out))
+    assert graded == 3  # every sampled question is graded and counted, whatever a random model answered
+    with pytest.raises(SystemExit, match="not a data cache"):
+        main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(tmp_path)])

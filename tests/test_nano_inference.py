@@ -205,6 +205,21 @@ def test_generate_after_chat_template(mp):
     assert torch.equal(seq[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])
 
 
+def test_greedy_generate_equals_teacher_forced_argmax(mp):
+    """Spatial answers come from `generate` (token by token, KV cache); training scores one full forward.
+    Fed its own answer, the full forward must predict every generated token: a wrong answer is then the
+    model's, not a mismatch between the two paths (the README's pointing diagnosis relies on this)."""
+    model, proc = mp
+    msgs = [{"role": "user", "content": [{"type": "image", "image": image(3)}, {"type": "text", "text": "How many cubes are there?"}]}]
+    inputs = proc.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=True)
+    seq = model.generate(**inputs, max_new_tokens=12)
+    n = inputs["input_ids"].shape[1]
+    assert seq.shape[1] > n + 1
+    with torch.no_grad():
+        logits = model(seq, torch.ones_like(seq), inputs["pixel_values"], cache=model.new_cache())["logits"]
+    assert torch.equal(logits[0, n - 1:-1].argmax(-1), seq[0, n:])
+
+
 def _reference_predict(model, proc, images, depth: bool, seed: int):
     """predict_action's continuous / Think (full depth) result computed plainly: reference LM passes
     (tensor ids, no fast path), full-logit argmax over the depth rows, the plain Euler loop."""

@@ -4,6 +4,8 @@
     molmoact2 eval nano --checkpoint assets/nano --heldout /tmp/nano_heldout --seeds-per-task 50 \\
         --out docs/results/nano_eval.json
     molmoact2 eval report docs/results/nano_eval.json
+    molmoact2 eval compare OLD.json NEW.json     # is NEW clearly better on the same seeds?
+    molmoact2 eval qa --data /tmp/nano_data /tmp/nano_heldout   # spatial answers: training vs held-out scenes
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="print the markdown tables of a saved JSON record")
     r.add_argument("record")
     r.set_defaults(handler=run_report)
+    c = sub.add_parser("compare", help="two records side by side: differences with 95%% intervals, paired episodes")
+    c.add_argument("old")
+    c.add_argument("new")
+    c.add_argument("--names", default="old,new", help="column names for the two records, e.g. 'step 1100,step 2800'")
+    c.set_defaults(handler=run_compare)
+    q = sub.add_parser("qa", help="grade spatial answers on training and held-out scenes side by side "
+                                  "(memorised vs never learned)")
+    q.add_argument("--checkpoint", default="assets/nano", help="Nano checkpoint directory (default: the shipped one)")
+    q.add_argument("--data", nargs="+", required=True, help="data caches from `molmoact2 train data` (any seeds)")
+    q.add_argument("--max-questions", type=int, default=240, help="random sample per cache (fixed seed)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    q.set_defaults(handler=run_qa)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
@@ -65,17 +80,56 @@ def run_nano(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_report(args: argparse.Namespace) -> int:
+def _load_record(path_text: str, command: str) -> dict:
     import json
     from pathlib import Path
 
-    from molmoact2.evaluation.report import to_markdown
-
-    path = Path(args.record)
+    path = Path(path_text)
     if not path.is_file():
-        raise SystemExit(f"eval report: {path} not found (write one with `molmoact2 eval nano --out {path}`)")
+        raise SystemExit(f"eval {command}: {path} not found (write one with `molmoact2 eval nano --out {path}`)")
     record = json.loads(path.read_text())
     if record.get("format") != "molmoact2_nano_eval.v1":
-        raise SystemExit(f"eval report: {path} is not a molmoact2_nano_eval.v1 record (format={record.get('format')!r})")
-    print(to_markdown(record))
+        raise SystemExit(f"eval {command}: {path} is not a molmoact2_nano_eval.v1 record "
+                         f"(format={record.get('format')!r})")
+    return record
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from molmoact2.evaluation.report import to_markdown
+
+    print(to_markdown(_load_record(args.record, "report")))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from molmoact2.evaluation.compare import compare, to_markdown
+
+    names = [n.strip() for n in args.names.split(",")]
+    if len(names) != 2 or not all(names):
+        raise SystemExit(f"eval compare: --names wants two comma-separated names, got {args.names!r}")
+    old, new = _load_record(args.old, "compare"), _load_record(args.new, "compare")
+    try:
+        result = compare(old, new)
+    except ValueError as exc:
+        raise SystemExit(f"eval compare: {exc}") from None
+    print(to_markdown(result, old_name=names[0], new_name=names[1]))
+    return 0
+
+
+def run_qa(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    for d in args.data:
+        if not (Path(d) / "qa.json").is_file():
+            raise SystemExit(f"eval qa: {d} is not a data cache with qa.json (build one with `molmoact2 train data`)")
+    import torch
+
+    from molmoact2.evaluation.qa_check import grade, to_markdown
+    from molmoact2.models.nano.policy import NanoPolicy, load_nano
+
+    torch.set_num_threads(args.threads)
+    base = load_nano(args.checkpoint)
+    policy = NanoPolicy(base.model, base.processor, seed=args.seed, checkpoint_dir=args.checkpoint)
+    results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed) for d in args.data]
+    print(to_markdown(results))
     return 0

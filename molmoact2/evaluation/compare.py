@@ -1,0 +1,136 @@
+"""Compare two `molmoact2 eval nano` records: is the new checkpoint clearly better, or within noise?
+
+    rows = compare(old_record, new_record)     # one row per rate: old, new, difference and its 95% interval
+    print(to_markdown(rows, old_name="step 1100", new_name="step 2800"))
+
+Why this exists: every binary revision of `assets/nano` stays in the repository's history, so a retrained
+checkpoint replaces the shipped one only when it is clearly better on the same held-out seeds. "Clearly"
+is the 95% interval of the difference of two proportions excluding zero; for closed-loop episodes, which
+run the same seeds in both records, the paired counts (episodes only the new one solves vs only the old
+one) are printed as well. Records evaluated on different seeds or settings are refused, not compared.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from molmoact2.evaluation.report import summarize
+
+# Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
+_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "seed", "on_limit")
+_Z95 = 1.959964
+
+
+def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
+    """Difference of proportions p1 - p0 and its 95% interval (Newcombe's hybrid score method:
+    Wilson intervals of each rate combined; sound at 0% and 100%, where the plain Wald interval collapses)."""
+
+    def wilson(h: int, n: int) -> tuple[float, float]:
+        p = h / n
+        centre = (p + _Z95**2 / (2 * n)) / (1 + _Z95**2 / n)
+        half = _Z95 * math.sqrt(p * (1 - p) / n + _Z95**2 / (4 * n * n)) / (1 + _Z95**2 / n)
+        return centre - half, centre + half
+
+    p0, p1 = h0 / n0, h1 / n1
+    l0, u0 = wilson(h0, n0)
+    l1, u1 = wilson(h1, n1)
+    d = p1 - p0
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+    return d, lo, hi
+
+
+def _verdict(lo: float, hi: float, higher_is_better: bool = True) -> str:
+    if lo > 0:
+        return "better" if higher_is_better else "worse"
+    if hi < 0:
+        return "worse" if higher_is_better else "better"
+    return "within noise"
+
+
+def _row(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None, *,
+         higher_is_better: bool = True) -> dict[str, Any] | None:
+    if not old or not new or not old.get("n") or not new.get("n"):
+        return None
+    d, lo, hi = _diff_interval(old["hits"], old["n"], new["hits"], new["n"])
+    return {"metric": name, "old": old, "new": new, "diff": d, "ci95": (lo, hi),
+            "verdict": _verdict(lo, hi, higher_is_better)}
+
+
+def _paired(old_rollouts: list[dict[str, Any]], new_rollouts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per mode: episodes (same task, seed) solved only by the new checkpoint, only by the old, by both."""
+    old = {(r["mode"], r["task"], r["seed"]): bool(r["success"]) for r in old_rollouts}
+    out: dict[str, dict[str, int]] = {}
+    for r in new_rollouts:
+        key = (r["mode"], r["task"], r["seed"])
+        if key not in old:
+            continue
+        c = out.setdefault(r["mode"], {"only_new": 0, "only_old": 0, "both": 0, "neither": 0})
+        s_new, s_old = bool(r["success"]), old[key]
+        c["both" if s_new and s_old else "only_new" if s_new else "only_old" if s_old else "neither"] += 1
+    return out
+
+
+def check_comparable(old: dict[str, Any], new: dict[str, Any]) -> None:
+    for rec, which in ((old, "old"), (new, "new")):
+        if rec.get("format") != "molmoact2_nano_eval.v1":
+            raise ValueError(f"the {which} record is not a molmoact2_nano_eval.v1 record (format={rec.get('format')!r})")
+    a, b = old.get("config", {}), new.get("config", {})
+    diff = {k: (a.get(k), b.get(k)) for k in _SAME_CONFIG if a.get(k) != b.get(k)}
+    if diff:
+        raise ValueError(f"the records were evaluated differently, so their rates are not comparable "
+                         f"(setting: (old, new)): {diff}")
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Rows (metric, old rate, new rate, difference, 95% interval, verdict) and paired closed-loop counts."""
+    check_comparable(old, new)
+    so, sn = old.get("summary") or summarize(old), new.get("summary") or summarize(new)
+    rows: list[dict[str, Any] | None] = []
+    for mode in sorted(set(so["closed_loop"]) & set(sn["closed_loop"])):
+        o, n = so["closed_loop"][mode], sn["closed_loop"][mode]
+        for task in sorted(set(o["per_task"]) & set(n["per_task"])):
+            rows.append(_row(f"{mode} success: {task}", o["per_task"][task], n["per_task"][task]))
+        pool = [{"hits": sum(v["hits"] for v in m["per_task"].values()),
+                 "n": sum(v["n"] for v in m["per_task"].values())} for m in (o, n)]
+        rows.append(_row(f"{mode} success: all tasks", *pool))
+    for kind in ("point", "closer", "point_absent", "count"):
+        rows.append(_row(f"spatial: {kind}", so.get("spatial", {}).get(kind), sn.get("spatial", {}).get(kind)))
+    if "depth_codes" in so and "depth_codes" in sn:
+        for key in ("first_query_all_cells", "later_queries_all_cells", "later_queries_changed_cells"):
+            rows.append(_row(f"depth codes: {key}", so["depth_codes"][key], sn["depth_codes"][key]))
+    if "actions_vs_expert" in so and "actions_vs_expert" in sn:
+        rows.append(_row("discrete decode failures", so["actions_vs_expert"]["discrete_decode_failures"],
+                         sn["actions_vs_expert"]["discrete_decode_failures"], higher_is_better=False))
+    errors = {}
+    if "actions_vs_expert" in so and "actions_vs_expert" in sn:
+        for mode in ("continuous", "discrete", "think"):
+            if mode in so["actions_vs_expert"] and mode in sn["actions_vs_expert"]:
+                errors[mode] = (so["actions_vs_expert"][mode]["mae_pct"], sn["actions_vs_expert"][mode]["mae_pct"])
+    return {"rows": [r for r in rows if r], "paired": _paired(old.get("rollouts", []), new.get("rollouts", [])),
+            "action_error_pct": errors}
+
+
+def _rate(r: dict[str, Any]) -> str:
+    return f"{100 * r['hits'] / r['n']:.0f}% ({r['hits']}/{r['n']})"
+
+
+def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "new") -> str:
+    lines = [f"| metric | {old_name} | {new_name} | difference (95% interval), points | verdict |",
+             "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lo, hi = r["ci95"]
+        lines.append(f"| {r['metric']} | {_rate(r['old'])} | {_rate(r['new'])} | "
+                     f"{100 * r['diff']:+.0f} ({100 * lo:+.0f} to {100 * hi:+.0f}) | {r['verdict']} |")
+    for mode, (o, n) in result["action_error_pct"].items():
+        lines.append(f"| {mode} action error vs expert (% of range, lower is better) | {o:.1f}% | {n:.1f}% | "
+                     f"{n - o:+.1f} | – |")
+    lines.append("")
+    if result["paired"]:
+        lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",
+                  "|---|---|---|---|---|"]
+        for mode, c in sorted(result["paired"].items()):
+            lines.append(f"| {mode} | {c['only_new']} | {c['only_old']} | {c['both']} | {c['neither']} |")
+        lines.append("")
+    return "\n".join(lines)

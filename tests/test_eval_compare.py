@@ -1,0 +1,70 @@
+"""`molmoact2 eval compare`: the interval of a difference of two rates, the verdicts, the paired closed-loop
+counts, and the refusal to compare records evaluated on different seeds (records built here, no model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from molmoact2.evaluation.compare import _diff_interval, compare, to_markdown
+
+
+def test_difference_interval_matches_newcombes_published_values():
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II, method 10 (hybrid score):
+    # 56/70 - 48/80 -> 0.0524 to 0.3339;  0/10 - 0/10 -> -0.2775 to 0.2775
+    d, lo, hi = _diff_interval(48, 80, 56, 70)
+    assert d == pytest.approx(0.2)
+    assert (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    assert _diff_interval(0, 10, 0, 10)[1:] == pytest.approx((-0.2775, 0.2775), abs=1e-4)
+
+
+def _record(successes: dict[str, list[bool]], seeds_per_task: int = 4, point_hits: int = 5,
+            first_seed: int = 10000) -> dict:
+    rollouts = []
+    for task, flags in successes.items():
+        for i, ok in enumerate(flags):
+            rollouts.append({"mode": "continuous", "task": task, "seed": first_seed + i, "success": ok,
+                             "stopped_by": "success" if ok else "time_limit", "error": None, "policy_ms_mean": 10.0,
+                             "clipped_targets": 0, "max_overshoot": 0.0, "depth_cells_changed": None})
+    qa = [{"kind": "point", "correct": i < point_hits} for i in range(20)]
+    return {"format": "molmoact2_nano_eval.v1", "rollouts": rollouts, "episodes": [], "qa": qa,
+            "config": {"tasks": list(successes), "modes": ["continuous"], "seeds_per_task": seeds_per_task,
+                       "first_seed": first_seed, "image_size": 96, "max_questions": None, "seed": 0,
+                       "on_limit": "clip", "checkpoint": "x"}}
+
+
+def test_verdicts_and_paired_counts():
+    old = _record({"touch": [False] * 30 + [True] * 10}, seeds_per_task=40, point_hits=2)
+    new = _record({"touch": [True] * 30 + [False] * 10}, seeds_per_task=40, point_hits=18)
+    result = compare(old, new)
+    rows = {r["metric"]: r for r in result["rows"]}
+    assert rows["continuous success: touch"]["verdict"] == "better"
+    assert rows["spatial: point"]["verdict"] == "better"
+    assert compare(new, old)["rows"][0]["verdict"] == "worse"
+    assert result["paired"]["continuous"] == {"only_new": 30, "only_old": 10, "both": 0, "neither": 0}
+    same = compare(old, old)
+    assert {r["verdict"] for r in same["rows"]} == {"within noise"}
+    text = to_markdown(result, old_name="step 1100", new_name="step 2800")
+    assert "| continuous success: touch | 25% (10/40) | 75% (30/40) | +50" in text
+    assert "solved only by step 2800" in text
+
+
+def test_records_on_different_seeds_are_refused():
+    with pytest.raises(ValueError, match="first_seed"):
+        compare(_record({"touch": [True]}), _record({"touch": [True]}, first_seed=10050))
+
+
+def test_compare_command(tmp_path, capsys):
+    from molmoact2.cli import main
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(_record({"touch": [False, False, True, False]})))
+    new.write_text(json.dumps(_record({"touch": [True, True, True, False]})))
+    assert main(["eval", "compare", str(old), str(new), "--names", "before,after"]) == 0
+    out = capsys.readouterr().out
+    assert "| metric | before | after |" in out and "within noise" in out
+    with pytest.raises(SystemExit, match="not found"):
+        main(["eval", "compare", str(old), str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit, match="two comma-separated names"):
+        main(["eval", "compare", str(old), str(new), "--names", "only-one"])

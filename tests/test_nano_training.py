@@ -186,3 +186,30 @@ def test_train_command_resumes_exactly_and_saves_a_loadable_checkpoint(data_dir,
     step = policy.predict(obs)
     assert step.actions.shape == (5, 6) and np.isfinite(step.actions).all()
     assert step.depth_bins.shape == (100,)
+
+
+QA_ONLY = "action=0,depth=0,depth_action=0,qa=1"
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    common = ["--data", str(data_dir), "--save-every", "100"]
+    assert _train([*common, "--out", str(a), "--steps", "2"]) == 0
+    # lr 0: the new run's step changes nothing, so its export is A's weights exactly (a random start would differ)
+    assert _train([*common, "--out", str(b), "--steps", "1", "--lr", "0", "--mix", QA_ONLY, "--init-from", str(a)]) == 0
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    args = json.loads((b / "training_args.json").read_text())
+    assert args["config"]["init_from"] == str(a) and args["config"]["mix"]["qa"] == 1.0
+    assert args["init_from"]["step"] == 2 and args["init_from"]["weights"].endswith("train_state/model")
+    assert args["init_from"]["training_args"]["config"]["steps"] == 2  # the provenance chain is kept
+    assert [json.loads(line)["styles"]["qa"] for line in (b / "train_log.jsonl").read_text().splitlines()] == [2]
+    with pytest.raises(FileNotFoundError, match="not a Nano checkpoint"):
+        _train([*common, "--out", str(c), "--steps", "1", "--init-from", str(tmp_path / "nothing")])
+    with pytest.raises(ValueError, match="pass the matching --size"):
+        from molmoact2.cli import main
+
+        main(["train", "nano", "--size", "small", "--threads", "1", *common, "--out", str(c), "--steps", "1",
+              "--init-from", str(a)])

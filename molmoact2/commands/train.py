@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--noise-samples", type=int, default=4, help="flow-matching noise draws per LM pass")
     n.add_argument("--action-tokenizer", default=None, help="OpenFAST tokenizer dir (default assets/openfast_so101_sim)")
     n.add_argument("--resume", action="store_true", help="continue from OUT/train_state (same options, more --steps)")
+    n.add_argument("--init-from", default="", metavar="DIR",
+                   help="start a NEW run from this trained checkpoint's weights (its train_state/ fp32 weights when "
+                        "present): fresh optimizer and schedule, any --mix; recorded in training_args.json")
     n.set_defaults(handler=run_nano)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -72,7 +75,8 @@ def run_nano(args: argparse.Namespace) -> int:
                       warmup_steps=args.warmup_steps, seed=args.seed, save_every=args.save_every,
                       threads=args.threads, num_noise_samples=args.noise_samples,
                       mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
-                      action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER))
+                      action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER),
+                      init_from=str(args.init_from))
     summary = train(args.data, args.out, cfg, resume=args.resume, argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
     final = summary["final"]
     print(f"trained to step {final.get('step')} ({summary['steps_run']} steps this run, "

@@ -58,6 +58,9 @@ class TrainConfig:
     flow_weight: float = 1.0
     mix: StyleMix = field(default_factory=StyleMix)
     action_tokenizer: str = str(DEFAULT_ACTION_TOKENIZER)
+    # A new run (fresh optimizer and schedule, its own mix) starting from a trained checkpoint's weights: how to
+    # change what a trained model practises (e.g. only spatial answers) without pretending it is a resume.
+    init_from: str = ""
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -116,6 +119,46 @@ def export_checkpoint(out: Path, model, processor) -> float:
         raise RuntimeError(f"export: model.safetensors is {size_mib:.1f} MiB, expected < {MAX_CHECKPOINT_MB} MiB "
                            f"(assets must stay small); use a smaller --size")
     return size_mib
+
+
+def _init_weights_dir(path: str | os.PathLike) -> Path:
+    """The fp32 weights of a training output directory when present (train_state/model), else the checkpoint."""
+    path = Path(path)
+    if (path / STATE_DIR / "model" / "config.json").is_file():
+        return path / STATE_DIR / "model"
+    if (path / "config.json").is_file():
+        return path
+    raise FileNotFoundError(f"--init-from: {path} is not a Nano checkpoint directory (no config.json)")
+
+
+def load_init_weights(path: str | os.PathLike, size: str):
+    """(model, processor) in fp32 from a trained checkpoint, checked against the requested --size."""
+    import torch
+
+    from molmoact2.models.nano.factory import SIZES
+    from molmoact2.models.nano.modeling_nano import NanoForConditionalGeneration
+    from molmoact2.models.nano.processing_nano import NanoProcessor
+
+    src = _init_weights_dir(path)
+    model = NanoForConditionalGeneration.from_pretrained(str(src)).to(torch.float32)
+    text = model.config.text_config
+    want = SIZES[size]["text"]
+    got = {k: getattr(text, k) for k in ("hidden_size", "num_hidden_layers")}
+    if got != {k: want[k] for k in got}:
+        raise ValueError(f"--init-from: {path} has a text model of {got}, not size {size!r} "
+                         f"({ {k: want[k] for k in got} }); pass the matching --size")
+    return model, NanoProcessor.from_pretrained(src)
+
+
+def init_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """Where the starting weights came from: path, its step and its own training arguments."""
+    path = Path(path)
+    src = _init_weights_dir(path)
+    state = path / STATE_DIR / "state.json"
+    args = path / "training_args.json"
+    return {"path": str(path), "weights": str(src),
+            "step": json.loads(state.read_text())["step"] if src.parent.name == STATE_DIR and state.is_file() else None,
+            "training_args": json.loads(args.read_text()) if args.is_file() else None}
 
 
 def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -187,13 +230,17 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
         if (out / "config.json").exists() or state_dir.exists():
             raise FileExistsError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
         model = processor = None
+        if cfg.init_from:
+            model, processor = load_init_weights(cfg.init_from, cfg.size)
     data = NanoTrainData.load(data_dir, action_tokenizer=cfg.action_tokenizer or None, progress=progress)
     if model is None:
         from molmoact2.models.nano.factory import build_random_nano
 
         model, processor = build_random_nano(cfg.size, seed=cfg.seed, norm_stats=data.norm_stats)
     elif model.norm_stats != data.norm_stats:
-        raise ValueError(f"--resume: the norm stats of {data_dir} differ from the saved run's: same --data expected")
+        which = "--resume: the saved run's" if start else f"--init-from: {cfg.init_from}'s"
+        raise ValueError(f"{which} norm stats differ from those of {data_dir}: the actions would be normalized "
+                         f"differently; use the data the checkpoint was trained on")
     model.norm_stats = data.norm_stats
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -203,10 +250,12 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
         optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
     out.mkdir(parents=True, exist_ok=True)
     if not start:
-        (out / "training_args.json").write_text(json.dumps(
-            {"config": _config_dict(cfg), "data": str(data_dir), "argv": argv,
-             "data_frames": data.meta["frames"], "data_episodes": len(data.episodes),
-             "fast_failures": data.fast_failures}, indent=1))
+        args = {"config": _config_dict(cfg), "data": str(data_dir), "argv": argv,
+                "data_frames": data.meta["frames"], "data_episodes": len(data.episodes),
+                "fast_failures": data.fast_failures}
+        if cfg.init_from:
+            args["init_from"] = init_provenance(cfg.init_from)
+        (out / "training_args.json").write_text(json.dumps(args, indent=1))
     elif (out / "training_args.json").is_file():
         # A resume may change the run's length (and so its cosine schedule) or its threads: keep the history,
         # so the shipped checkpoint's provenance is the whole sequence of commands, not only the first.

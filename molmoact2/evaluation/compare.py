@@ -126,6 +126,9 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     for mode, (o, n) in result["action_error_pct"].items():
         lines.append(f"| {mode} action error vs expert (% of range, lower is better) | {o:.1f}% | {n:.1f}% | "
                      f"{n - o:+.1f} | – |")
+    if any(r["metric"].startswith("depth codes") for r in result["rows"]):
+        lines.append("\nDepth-code intervals treat cells as independent; cells of one frame are not, so those "
+                     "intervals are too narrow.")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

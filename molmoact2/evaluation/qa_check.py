@@ -18,13 +18,6 @@ import numpy as np
 GRADED_KINDS = ("point", "closer", "point_absent", "count")
 
 
-def seed_range(data_dir: str | Path) -> tuple[int, int]:
-    from molmoact2.training.nano_data import load_meta
-
-    seeds = [int(e["seed"]) for e in load_meta(data_dir)["episodes"]]
-    return min(seeds), max(seeds)
-
-
 def sample_questions(qa: list[dict[str, Any]], n: int | None, seed: int = 0) -> list[int]:
     graded = [i for i, q in enumerate(qa) if q["kind"] in GRADED_KINDS]
     if n is None or n >= len(graded):
@@ -43,7 +36,8 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     from molmoact2.training.nano_examples import NanoTrainData
 
     data = NanoTrainData.load(data_dir, progress=False)
-    low, high = seed_range(data_dir)
+    seeds = [int(e["seed"]) for e in data.meta["episodes"]]
+    low, high = min(seeds), max(seeds)
     indices = sample_questions(data.qa, max_questions, seed)
     if not indices:
         raise ValueError(f"{data_dir}: no gradable questions ({', '.join(GRADED_KINDS)}) in qa.json")

@@ -125,11 +125,10 @@ def run_qa(args: argparse.Namespace) -> int:
     import torch
 
     from molmoact2.evaluation.qa_check import grade, to_markdown
-    from molmoact2.models.nano.policy import NanoPolicy, load_nano
+    from molmoact2.models.nano.policy import load_nano
 
     torch.set_num_threads(args.threads)
-    base = load_nano(args.checkpoint)
-    policy = NanoPolicy(base.model, base.processor, seed=args.seed, checkpoint_dir=args.checkpoint)
+    policy = load_nano(args.checkpoint, seed=args.seed)
     results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed) for d in args.data]
     print(to_markdown(results))
     return 0

@@ -213,3 +213,49 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
 
         main(["train", "nano", "--size", "small", "--threads", "1", *common, "--out", str(c), "--steps", "1",
               "--init-from", str(a)])
+
+
+@pytest.fixture(scope="module")
+def scenes_dir(tmp_path_factory):
+    from molmoact2.cli import main
+
+    out = tmp_path_factory.mktemp("nano") / "scenes"
+    assert main(["train", "scenes", "--out", str(out), "--scenes", "3", "--first-seed", "500",
+                 "--max-expert-ticks", "40"]) == 0
+    return out
+
+
+def test_scene_questions_merge_with_demos_and_train(data_dir, data, scenes_dir, tmp_path):
+    from molmoact2.cli import main
+    from molmoact2.training.nano_examples import NanoTrainData
+
+    meta = json.loads((scenes_dir / "meta.json").read_text())
+    assert [s["seed"] for s in meta["scenes"]] == [500, 501, 502] and meta["episodes"] == []
+    assert all(0 <= s["expert_ticks"] <= 40 for s in meta["scenes"])
+    both = NanoTrainData.load([data_dir, scenes_dir], progress=False)
+    assert both.norm_stats == data.norm_stats and len(both.episodes) == len(data.episodes)
+    assert len(both.qa) == len(data.qa) + meta["qa_items"] and both.scene_images.shape == (3, 96, 96, 3)
+    scene_items = [q for q in both.qa if "scene" in q]
+    assert {q["scene"] for q in scene_items} == {0, 1, 2}
+    # every answer still lands in its own mask after the merge (indices shifted, segmentations looked up per cache)
+    for item in both.qa:
+        if item["kind"] == "point":
+            seg = both.qa_segmentation(item)
+            (pt,) = spatial.parse_answer(item["answer"], strict=True).points
+            col, row = spatial.pixel_index(*pt.xy_px(width=seg.shape[1], height=seg.shape[0]),
+                                           width=seg.shape[1], height=seg.shape[0])
+            assert seg[row, col] == item["labels"][0], item
+    assert both.qa_image(scene_items[0]).shape == (96, 96, 3)
+    alone = NanoTrainData.load(scenes_dir, progress=False)
+    assert alone.norm_stats is None and len(alone.index) == 0
+    with pytest.raises(ValueError, match="no demo frames"):
+        alone.sample_batch(None, None, np.random.default_rng(0), 2)
+    with pytest.raises(ValueError, match="question scenes only"):
+        _train(["--data", str(scenes_dir), "--out", str(tmp_path / "x"), "--steps", "1", "--mix", QA_ONLY])
+    with pytest.raises(ValueError, match="expected training seeds"):
+        main(["train", "scenes", "--out", str(tmp_path / "s"), "--scenes", "2", "--first-seed", "9999"])
+    out = tmp_path / "run"
+    assert _train(["--data", str(data_dir), str(scenes_dir), "--out", str(out), "--steps", "2", "--mix", QA_ONLY]) == 0
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["data"] == [str(data_dir), str(scenes_dir)] and args["data_scenes"] == 3
+    assert args["data_questions"] == len(both.qa)

@@ -1,6 +1,7 @@
 """`molmoact2 train ...`: build Nano's cached simulator dataset, and train Nano on it (resumable).
 
     molmoact2 train data --out /tmp/nano_data --episodes-per-task 40
+    molmoact2 train scenes --out /tmp/nano_scenes --scenes 2400     # questions only, many more layouts
     molmoact2 train nano --data /tmp/nano_data --out /tmp/nano_small --size small --steps 2000 \\
         --batch-size 16 --lr 1e-3 --seed 0           # add --resume to continue an interrupted run
 """
@@ -29,8 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(handler=run_data)
 
+    sc = sub.add_parser("scenes", help="spatial questions from many scene layouts (no demos): more scenes for pointing")
+    sc.add_argument("--out", required=True, help="cache directory (must not exist or be empty)")
+    sc.add_argument("--scenes", type=int, default=1000, help="scene layouts, one front image each")
+    sc.add_argument("--first-seed", type=int, default=1000, help="first layout seed (all must stay below 10000)")
+    sc.add_argument("--max-expert-ticks", type=int, default=240,
+                    help="the scripted expert runs 0..N ticks before the render, so the arm is at a working pose")
+    sc.add_argument("--overwrite", action="store_true")
+    sc.set_defaults(handler=run_scenes)
+
     n = sub.add_parser("nano", help="train Nano (resumable; writes the real checkpoint layout in fp16)")
-    n.add_argument("--data", required=True, help="dataset directory from `molmoact2 train data`")
+    n.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                   help="data caches: demos from `molmoact2 train data` (the first one's norm stats are used), "
+                        "optionally question scenes from `molmoact2 train scenes`")
     n.add_argument("--out", required=True, help="checkpoint directory (train_state/ inside holds the resume state)")
     n.add_argument("--steps", type=int, default=2000, help="total optimizer steps (including resumed ones)")
     n.add_argument("--size", choices=("tiny", "small"), default="small")
@@ -67,6 +79,18 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_scenes(args: argparse.Namespace) -> int:
+    from molmoact2.training.nano_scenes import SceneQAConfig, build_scene_qa
+
+    cfg = SceneQAConfig(scenes=args.scenes, first_seed=args.first_seed, max_expert_ticks=args.max_expert_ticks)
+    path = build_scene_qa(cfg, args.out, overwrite=args.overwrite)
+    import json
+
+    meta = json.loads((path / "meta.json").read_text())
+    print(f"wrote {path}: {len(meta['scenes'])} scenes, {meta['qa_items']} QA items in {meta['build_seconds']} s")
+    return 0
+
+
 def run_nano(args: argparse.Namespace) -> int:
     from molmoact2.training.nano_examples import StyleMix
     from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER, TrainConfig, train
@@ -77,7 +101,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
                       action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER),
                       init_from=str(args.init_from))
-    summary = train(args.data, args.out, cfg, resume=args.resume, argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
+    summary = train(args.data[0] if len(args.data) == 1 else args.data, args.out, cfg, resume=args.resume, argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
     final = summary["final"]
     print(f"trained to step {final.get('step')} ({summary['steps_run']} steps this run, "
           f"{summary['seconds_per_step']:.2f} s/step); loss {final.get('loss', float('nan')):.4f}; "

@@ -101,8 +101,7 @@ def qa_metrics(policy: Any, data: Any, index: int) -> dict[str, Any]:
     from molmoact2 import spatial
 
     item = data.qa[index]
-    ep = data.episodes[item["episode"]]
-    step = policy.ask([ep["front"][item["frame"]]], item["question"])
+    step = policy.ask([data.qa_image(item)], item["question"])
     answer = step.answer_text or ""
     seg = data.qa_segmentation(item)
     h, w = seg.shape

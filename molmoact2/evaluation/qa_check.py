@@ -36,7 +36,7 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     from molmoact2.training.nano_examples import NanoTrainData
 
     data = NanoTrainData.load(data_dir, progress=False)
-    seeds = [int(e["seed"]) for e in data.meta["episodes"]]
+    seeds = [int(e["seed"]) for e in data.meta["episodes"] + data.meta.get("scenes", [])]
     low, high = min(seeds), max(seeds)
     indices = sample_questions(data.qa, max_questions, seed)
     if not indices:

@@ -62,16 +62,22 @@ class StyleMix:
 class NanoTrainData:
     """The whole cache in memory (a few hundred MB for ~100 episodes at 96x96)."""
 
-    def __init__(self, root: Path, meta: dict[str, Any], episodes: list[dict[str, np.ndarray]],
+    def __init__(self, root: Path | list[Path], meta: dict[str, Any], episodes: list[dict[str, np.ndarray]],
                  qa: list[dict[str, Any]], norm_stats: dict[str, Any], action_tokenizer: Any = None,
-                 progress: bool = False) -> None:
-        self.root, self.meta, self.episodes, self.qa, self.norm_stats = root, meta, episodes, qa, norm_stats
+                 progress: bool = False, scene_images: np.ndarray | None = None) -> None:
+        self.roots = list(root) if isinstance(root, (list, tuple)) else [Path(root)]
+        self.root = self.roots[0]
+        self.meta, self.episodes, self.qa, self.norm_stats = meta, episodes, qa, norm_stats
+        # front images of question-only scene caches (`molmoact2 train scenes`), indexed by item["scene"]
+        self.scene_images = scene_images if scene_images is not None else np.zeros((0, 1, 1, 3), np.uint8)
         self.horizon = 30
-        lengths = np.array([len(e["action"]) for e in episodes])
-        if lengths.size == 0 or lengths.min() < 1:
-            raise ValueError(f"{root}: expected at least one non-empty episode, got lengths {lengths.tolist()}")
-        # (episode, frame) for every frame, so frames are sampled uniformly
-        self.index = np.concatenate([np.stack([np.full(n, i), np.arange(n)], 1) for i, n in enumerate(lengths)])
+        lengths = np.array([len(e["action"]) for e in episodes], dtype=np.int64)
+        if (lengths.size == 0 and not len(self.scene_images)) or (lengths.size and lengths.min() < 1):
+            raise ValueError(f"{root}: expected at least one non-empty episode (or question scenes), got episode "
+                             f"lengths {lengths.tolist()}")
+        # (episode, frame) for every frame, so frames are sampled uniformly; empty for a question-only cache
+        self.index = np.concatenate([np.stack([np.full(n, i), np.arange(n)], 1) for i, n in enumerate(lengths)]) \
+            if lengths.size else np.zeros((0, 2), np.int64)
         self.action_tokenizer = action_tokenizer
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
@@ -79,29 +85,75 @@ class NanoTrainData:
             self._encode_fast(progress)
 
     @classmethod
-    def load(cls, data_dir: str | os.PathLike, action_tokenizer: Any = None, progress: bool = True) -> "NanoTrainData":
-        root = Path(data_dir)
-        meta = load_meta(root)
-        episodes = []
-        for e in meta["episodes"]:
-            with np.load(root / e["file"]) as z:
-                episodes.append({k: z[k] for k in z.files} | {"instruction": e["instruction"]})
-        qa = json.loads((root / "qa.json").read_text())
-        stats = json.loads((root / "norm_stats.json").read_text())
+    def load(cls, data_dir: str | os.PathLike | list[str | os.PathLike], action_tokenizer: Any = None,
+             progress: bool = True) -> "NanoTrainData":
+        """One cache, or several (demo caches and question-scene caches) merged into one training set.
+        Norm stats come from the first cache holding demos (None for question scenes alone): actions are
+        normalized with them, so a run resumed or initialized from a checkpoint lists its own demo cache first."""
+        from molmoact2.training.nano_scenes import SCENES_KIND
+
+        dirs = [Path(data_dir)] if isinstance(data_dir, (str, os.PathLike)) else [Path(d) for d in data_dir]
+        if not dirs:
+            raise ValueError("NanoTrainData.load: expected at least one data directory")
+        episodes: list[dict[str, np.ndarray]] = []
+        episode_meta: list[dict[str, Any]] = []
+        scenes_meta: list[dict[str, Any]] = []
+        images: list[np.ndarray] = []
+        qa: list[dict[str, Any]] = []
+        stats = None
+        for c, root in enumerate(dirs):
+            meta = load_meta(root)
+            is_scenes = meta.get("kind") == SCENES_KIND
+            base_episode, base_scene = len(episodes), sum(len(x) for x in images)
+            for e in meta["episodes"]:
+                with np.load(root / e["file"]) as z:
+                    episodes.append({k: z[k] for k in z.files} | {"instruction": e["instruction"]})
+                episode_meta.append(e | {"data": str(root)})
+            if is_scenes:
+                with np.load(root / "scenes.npz") as z:
+                    images.append(z["front"])
+                scenes_meta += [s | {"data": str(root)} for s in meta["scenes"]]
+            for item in json.loads((root / "qa.json").read_text()):
+                # the segmentation key inside THIS cache's qa_seg.npz, before indices are shifted by the merge
+                if "scene" in item:
+                    item = item | {"cache": c, "seg_key": f"s{item['scene']}", "scene": item["scene"] + base_scene}
+                else:
+                    item = item | {"cache": c, "seg_key": f"{item['episode']}_{item['frame']}",
+                                   "episode": item["episode"] + base_episode}
+                qa.append(item)
+            if stats is None and not is_scenes:
+                stats = json.loads((root / "norm_stats.json").read_text())
+        first = load_meta(dirs[0])
+        merged = first if len(dirs) == 1 else {
+            "format": first["format"], "config": first["config"], "caches": [str(d) for d in dirs],
+            "episodes": episode_meta, "scenes": scenes_meta, "frames": int(sum(len(e["action"]) for e in episodes)),
+            "qa_items": len(qa)}
         if isinstance(action_tokenizer, (str, os.PathLike)):
             from molmoact2.openfast import OpenFastProcessor
 
             action_tokenizer = OpenFastProcessor.load(action_tokenizer)
-        return cls(root, meta, episodes, qa, stats, action_tokenizer, progress)
+        return cls(dirs if len(dirs) > 1 else dirs[0], merged, episodes, qa, stats, action_tokenizer, progress,
+                   scene_images=np.concatenate(images) if images else None)
 
     @property
     def tag(self) -> str:
+        if self.norm_stats is None:
+            raise ValueError(f"{self.root}: question scenes only (no demos, no norm stats): add a demo cache from "
+                             f"`molmoact2 train data`")
         (tag,) = self.norm_stats["metadata_by_tag"]
         return tag
 
+    def qa_image(self, item: dict[str, Any]) -> np.ndarray:
+        """The front image a question is about (a demo frame, or a question-only scene)."""
+        if "scene" in item:
+            return self.scene_images[item["scene"]]
+        return self.episodes[item["episode"]]["front"][item["frame"]]
+
     def qa_segmentation(self, item: dict[str, Any]) -> np.ndarray:
-        with np.load(self.root / "qa_seg.npz") as z:
-            return z[f"{item['episode']}_{item['frame']}"]
+        root = self.roots[item.get("cache", 0)]
+        key = item.get("seg_key", f"{item.get('episode')}_{item.get('frame')}")
+        with np.load(root / "qa_seg.npz") as z:
+            return z[key]
 
     # ---- targets -------------------------------------------------------------------------------
     def chunk(self, episode: int, frame: int) -> np.ndarray:
@@ -147,8 +199,7 @@ class NanoTrainData:
         return self.frame_inputs(style, e, f)
 
     def qa_inputs(self, item: dict[str, Any]) -> dict[str, Any]:
-        ep = self.episodes[item["episode"]]
-        return {"style": "qa", "images": [ep["front"][item["frame"]]], "question": item["question"],
+        return {"style": "qa", "images": [self.qa_image(item)], "question": item["question"],
                 "answer": item["answer"]}
 
     def frame_inputs(self, style: str, e: int, f: int) -> dict[str, Any]:
@@ -172,6 +223,9 @@ class NanoTrainData:
 
         if not self.qa:
             mix = StyleMix(mix.action, mix.depth, mix.depth_action, 0.0)
+        if not len(self.index) and mix.probabilities()[:3].sum() > 0:
+            raise ValueError(f"{self.root}: no demo frames for the action/depth styles; use --mix "
+                             f"action=0,depth=0,depth_action=0,qa=1 or add a demo cache")
         styles = [STYLE_ORDER[i] for i in rng.choice(len(STYLE_ORDER), size=batch_size, p=mix.probabilities())]
         examples = [build_example(model, processor, **self.example_inputs(s, rng)) for s in styles]
         return examples, styles

@@ -190,7 +190,7 @@ _SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_a
           "depth_action_flow": "d+aF", "qa_ce": "qa"}
 
 
-def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False,
+def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False,
           progress: bool = True, argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or resume) Nano; returns a summary (steps run, seconds per step, final losses, size)."""
     import torch
@@ -233,6 +233,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
         if cfg.init_from:
             model, processor = load_init_weights(cfg.init_from, cfg.size)
     data = NanoTrainData.load(data_dir, action_tokenizer=cfg.action_tokenizer or None, progress=progress)
+    if data.norm_stats is None:
+        raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
+                         f"(its norm stats are the checkpoint's)")
     if model is None:
         from molmoact2.models.nano.factory import build_random_nano
 
@@ -250,7 +253,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
         optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
     out.mkdir(parents=True, exist_ok=True)
     if not start:
-        args = {"config": _config_dict(cfg), "data": str(data_dir), "argv": argv,
+        args = {"config": _config_dict(cfg), "argv": argv,
+                "data": str(data_dir) if isinstance(data_dir, (str, os.PathLike)) else [str(d) for d in data_dir],
+                "data_scenes": len(data.scene_images), "data_questions": len(data.qa),
                 "data_frames": data.meta["frames"], "data_episodes": len(data.episodes),
                 "fast_failures": data.fast_failures}
         if cfg.init_from:

@@ -49,6 +49,8 @@ def test_rendering_only_the_last_tick_changes_nothing_but_speed():
     env.close()
     assert full["success"] and rec["success"] and rec["stopped_by"] == "success" and rec["error"] is None
     assert rec["ticks"] == full["ticks"] and rec["chunks"] == full["chunks"]
+    # the expert goes for its target: the grounding check must say so (jaw within a few cm of its centre)
+    assert rec["went_to_target"] and rec["closest_object"] == rec["target"] and rec["target_closest_m"] < 0.05
 
 
 def test_a_policy_error_is_a_recorded_failure():
@@ -119,6 +121,8 @@ def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
     assert len(rec["qa"]) == 3 and len(rec["episodes"]) == 1
     s = rec["summary"]
     assert set(s["closed_loop"]) == {"continuous", "think"}
+    assert all(r["closest_object"] in r["instruction"] or not r["went_to_target"] for r in rec["rollouts"])
+    assert s["closed_loop"]["think"]["went_to_target"]["n"] == 1
     depth = s["depth_codes"]
     queries = rec["episodes"][0]["queries"]
     assert depth["first_query_all_cells"]["n"] == 100 and depth["later_queries_all_cells"]["n"] == 100 * (queries - 1)

@@ -9,6 +9,8 @@ a few units past it; with `on_limit="refuse"` such a chunk ends the episode inst
 Only the last tick of every chunk is rendered (what the policy looks at next), so an episode costs
 one render per policy query instead of one per tick. A policy exception (e.g. a discrete decode
 that fails to parse) ends the episode as a failure and is recorded, never swallowed.
+Each record also says which object the jaw came closest to (checked at the end of every chunk):
+`went_to_target` separates grounding errors (wrong object) from motor errors (right object, missed).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
     policy_ms: list[float] = []
     depth_cells: list[float] = []
     clipped, overshoot = 0, 0.0
+    closest_m: dict[str, float] = {}  # object -> the jaw's closest approach to its centre, sampled once per chunk
     error = None
     t0 = time.perf_counter()
     try:
@@ -40,6 +43,7 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
                 policy_ms.append(float(step.timings_ms["total_ms"]))
             if step.depth_update_mask is not None:
                 depth_cells.append(float(np.mean(step.depth_update_mask)))
+            _track_closest(env, closest_m)
     except Exception as exc:  # noqa: BLE001 -- recorded as this episode's failure, with its message
         error = f"{type(exc).__name__}: {exc}"
     return {
@@ -53,4 +57,23 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
         # Think mode: mean fraction of the 100 depth cells re-predicted per query (first query = all)
         "depth_cells_changed": float(np.mean(depth_cells)) if depth_cells else None,
         "wall_s": round(time.perf_counter() - t0, 2),
+        **_went_to(env, closest_m),
     }
+
+
+def _track_closest(env: Any, closest_m: dict[str, float]) -> None:
+    jaw = env.kinematics(0).path_world(env.state()[None, :6])[0]
+    for obj in env.scene.objects:
+        d = float(np.linalg.norm(env.object_pos(obj.name) - jaw))
+        closest_m[obj.name] = min(closest_m.get(obj.name, np.inf), d)
+
+
+def _went_to(env: Any, closest_m: dict[str, float]) -> dict[str, Any]:
+    """Which object the arm went for: a failure next to the wrong object is a grounding error (the model
+    read the instruction or the image wrong), one next to the target is a motor error."""
+    if not closest_m:
+        return {}
+    target = env.instance.target
+    nearest = min(closest_m, key=closest_m.get)
+    return {"target": target, "closest_object": nearest, "went_to_target": nearest == target,
+            "target_closest_m": round(closest_m.get(target, float("nan")), 4), "n_objects": len(closest_m)}

@@ -95,6 +95,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         pool = [{"hits": sum(v["hits"] for v in m["per_task"].values()),
                  "n": sum(v["n"] for v in m["per_task"].values())} for m in (o, n)]
         rows.append(_row(f"{mode} success: all tasks", *pool))
+        rows.append(_row(f"{mode}: jaw went to the target object", o.get("went_to_target"), n.get("went_to_target")))
     for kind in ("point", "closer", "point_absent", "count"):
         rows.append(_row(f"spatial: {kind}", so.get("spatial", {}).get(kind), sn.get("spatial", {}).get(kind)))
     if "depth_codes" in so and "depth_codes" in sn:

@@ -29,6 +29,7 @@ def _closed_loop(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
         clips = [r.get("clipped_targets", 0) for rs in tasks.values() for r in rs]
         over = [r.get("max_overshoot", 0.0) for rs in tasks.values() for r in rs]
         cells = [r["depth_cells_changed"] for rs in tasks.values() for r in rs if r["depth_cells_changed"] is not None]
+        went = [r for rs in tasks.values() for r in rs if "went_to_target" in r]
         out[mode] = {"per_task": per_task,
                      "mean_over_tasks": float(np.mean([v["rate"] for v in per_task.values()])) if per_task else None,
                      "policy_ms_mean": float(np.mean(ms)) if ms else None, "stopped_by": dict(stops),
@@ -37,6 +38,11 @@ def _closed_loop(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
                      "clipped_targets_per_episode": float(np.mean(clips)) if clips else 0.0,
                      "max_overshoot_units": float(max(over)) if over else 0.0,
                      "depth_cells_changed": float(np.mean(cells)) if cells else None}
+        if went:  # records from before this field existed have none
+            out[mode]["went_to_target"] = _rate(sum(r["went_to_target"] for r in went), len(went))
+            out[mode]["went_to_target_chance"] = float(np.mean([1 / r["n_objects"] for r in went]))
+            out[mode]["failures_at_wrong_object"] = _rate(
+                sum(not r["success"] and not r["went_to_target"] for r in went), sum(not r["success"] for r in went))
     return out
 
 
@@ -114,6 +120,11 @@ def to_markdown(record: dict[str, Any]) -> str:
         lines.append("| targets clipped at a joint limit (per episode; max overshoot) | " + " | ".join(
             f"{cl[m]['clipped_targets_per_episode']:.1f}; {cl[m]['max_overshoot_units']:.1f} units" for m in modes) + " |")
         lines.append("| episodes ended by an error | " + " | ".join(str(cl[m]["n_errors"]) for m in modes) + " |")
+        if all("went_to_target" in cl[m] for m in modes):
+            lines.append("| jaw came closest to the target object (chance if random) | " + " | ".join(
+                f"{_pct(cl[m]['went_to_target'])} ({100 * cl[m]['went_to_target_chance']:.0f}%)" for m in modes) + " |")
+            lines.append("| failures that ended nearer another object (grounding) | " + " | ".join(
+                _pct(cl[m]["failures_at_wrong_object"]) for m in modes) + " |")
         lines.append("")
     if "spatial" in s:
         sp = s["spatial"]

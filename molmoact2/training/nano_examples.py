@@ -1,6 +1,7 @@
 """Nano training examples from the cached dataset, mixed by style (molmoact2.md §3-6).
 
     data = NanoTrainData.load("/tmp/nano_data", action_tokenizer="assets/openfast_so101_sim")
+    data = NanoTrainData.load(["/tmp/nano_data", "/tmp/nano_scenes"])   # + questions from `train scenes`
     batch_examples = data.sample_batch(model, processor, rng, batch_size=16, mix=StyleMix())
 
 Styles (the paper's mixture, our ratios):

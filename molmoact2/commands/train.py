@@ -101,7 +101,9 @@ def run_nano(args: argparse.Namespace) -> int:
                       mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
                       action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER),
                       init_from=str(args.init_from))
-    summary = train(args.data[0] if len(args.data) == 1 else args.data, args.out, cfg, resume=args.resume, argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
+    data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
+    summary = train(data, args.out, cfg, resume=args.resume,
+                    argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
     final = summary["final"]
     print(f"trained to step {final.get('step')} ({summary['steps_run']} steps this run, "
           f"{summary['seconds_per_step']:.2f} s/step); loss {final.get('loss', float('nan')):.4f}; "

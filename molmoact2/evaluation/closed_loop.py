@@ -71,9 +71,9 @@ def _track_closest(env: Any, closest_m: dict[str, float]) -> None:
 def _went_to(env: Any, closest_m: dict[str, float]) -> dict[str, Any]:
     """Which object the arm went for: a failure next to the wrong object is a grounding error (the model
     read the instruction or the image wrong), one next to the target is a motor error."""
-    if not closest_m:
+    target = getattr(env.instance, "target", None)
+    if not closest_m or target not in closest_m:  # a task without one named object has nothing to check
         return {}
-    target = env.instance.target
     nearest = min(closest_m, key=closest_m.get)
     return {"target": target, "closest_object": nearest, "went_to_target": nearest == target,
-            "target_closest_m": round(closest_m.get(target, float("nan")), 4), "n_objects": len(closest_m)}
+            "target_closest_m": round(closest_m[target], 4), "n_objects": len(closest_m)}

@@ -190,8 +190,8 @@ _SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_a
           "depth_action_flow": "d+aF", "qa_ce": "qa"}
 
 
-def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False,
-          progress: bool = True, argv: list[str] | None = None) -> dict[str, Any]:
+def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *,
+          resume: bool = False, progress: bool = True, argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or resume) Nano; returns a summary (steps run, seconds per step, final losses, size)."""
     import torch
 

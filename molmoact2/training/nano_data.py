@@ -228,6 +228,20 @@ def demo_norm_stats(states: np.ndarray, actions: np.ndarray, n_action_steps: int
 
 
 # ---- the whole build ---------------------------------------------------------------------------
+def partial_dir(out: Path, overwrite: bool, who: str) -> Path:
+    """A fresh `<out>.partial` to build in; renamed to `out` at the end so a cache appears whole or not at all.
+    Refuses to replace a non-empty `out` unless `overwrite`."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{who}: {out} exists and is not empty (pass overwrite=True / --overwrite)")
+        shutil.rmtree(out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = True, overwrite: bool = False) -> Path:
     """Record `episodes_per_task` successful expert episodes per task and write the cache to `out`."""
     from tqdm.auto import tqdm
@@ -236,14 +250,8 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
     from molmoact2.sim import make_env
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"build_dataset: {out} exists and is not empty (pass overwrite=True / --overwrite)")
-        shutil.rmtree(out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "episodes").mkdir(parents=True)
+    tmp = partial_dir(out, overwrite, "build_dataset")
+    (tmp / "episodes").mkdir()
     codec = DepthCodec.load()
     t0 = time.perf_counter()
     episodes, qa, seg, states, actions, failed = [], [], {}, [], [], {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molmoact2.training.nano_data import DATA_FORMAT, SINGLE_ARM_TASKS, DataConfig, _resize, spatial_qa
+from molmoact2.training.nano_data import DATA_FORMAT, SINGLE_ARM_TASKS, DataConfig, _resize, partial_dir, spatial_qa
 
 SCENES_KIND = "qa_scenes"
 
@@ -84,14 +83,7 @@ def build_scene_qa(cfg: SceneQAConfig, out: str | os.PathLike, *, progress: bool
         raise ValueError(f"seeds {cfg.first_seed}..{cfg.first_seed + cfg.scenes - 1}: expected training seeds in "
                          f"0..{HELD_OUT_FIRST_SEED - 1} (evaluation owns seeds >= {HELD_OUT_FIRST_SEED})")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"build_scene_qa: {out} exists and is not empty (pass overwrite=True / --overwrite)")
-        shutil.rmtree(out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = partial_dir(out, overwrite, "build_scene_qa")
     data_cfg = DataConfig(render_size=cfg.render_size, store_size=cfg.store_size)
     t0 = time.perf_counter()
     images, seg, qa, scenes = [], {}, [], []

@@ -102,8 +102,10 @@ class NanoTrainData:
         images: list[np.ndarray] = []
         qa: list[dict[str, Any]] = []
         stats = None
+        first: dict[str, Any] = {}
         for c, root in enumerate(dirs):
             meta = load_meta(root)
+            first = meta if c == 0 else first
             is_scenes = meta.get("kind") == SCENES_KIND
             base_episode, base_scene = len(episodes), sum(len(x) for x in images)
             for e in meta["episodes"]:
@@ -124,7 +126,6 @@ class NanoTrainData:
                 qa.append(item)
             if stats is None and not is_scenes:
                 stats = json.loads((root / "norm_stats.json").read_text())
-        first = load_meta(dirs[0])
         merged = first if len(dirs) == 1 else {
             "format": first["format"], "config": first["config"], "caches": [str(d) for d in dirs],
             "episodes": episode_meta, "scenes": scenes_meta, "frames": int(sum(len(e["action"]) for e in episodes)),

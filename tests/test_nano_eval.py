@@ -53,6 +53,22 @@ def test_rendering_only_the_last_tick_changes_nothing_but_speed():
     assert rec["went_to_target"] and rec["closest_object"] == rec["target"] and rec["target_closest_m"] < 0.05
 
 
+def test_expert_aimed_at_another_object_goes_there():
+    """`rollout(target=...)` re-aims the seed's layout: the expert then reaches the newly named object."""
+    from molmoact2.evaluation.closed_loop import rollout
+    from molmoact2.runner import ExpertPolicy
+    from molmoact2.sim import make_env
+
+    env = make_env("touch", image_size=64, depth=False, segmentation=False)
+    env.reset(10000)
+    own = env.instance.target
+    other = next(n for n in env.target_options() if n != own)
+    rec = rollout(ExpertPolicy(env), env, seed=10000, target=other)
+    env.close()
+    assert rec["success"] and rec["target"] == other and other in rec["instruction"] and own not in rec["instruction"]
+    assert rec["went_to_target"] and rec["closest_object"] == other
+
+
 def test_a_policy_error_is_a_recorded_failure():
     from molmoact2.evaluation.closed_loop import rollout
     from molmoact2.sim import make_env
@@ -113,11 +129,20 @@ def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["eval", "nano", "--checkpoint", str(ckpt), "--heldout", str(heldout_dir), "--tasks", "touch",
                  "--seeds-per-task", "1", "--modes", "continuous,think", "--max-questions", "3", "--jobs", "1",
-                 "--out", str(out)]) == 0
+                 "--swap-targets", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rec = json.loads(out.read_text())
-    assert [(r["mode"], r["task"], r["seed"]) for r in rec["rollouts"]] == [("continuous", "touch", 10000),
-                                                                         ("think", "touch", 10000)]
+    assert [(r["mode"], r["task"], r["seed"], r["named"]) for r in rec["rollouts"]] == [
+        ("continuous", "touch", 10000, "other"), ("continuous", "touch", 10000, "own"),
+        ("think", "touch", 10000, "other"), ("think", "touch", 10000, "own")]
+    own, other = rec["rollouts"][1], rec["rollouts"][0]
+    assert other["target"] != own["target"] and other["target"] in other["instruction"]
+    words = rec["summary"]["words_vs_layout"]["continuous"]
+    assert words["layouts"] == 1 and words["own_named"]["hits"] == int(own["went_to_target"])
+    assert words["same_object_both_times"]["hits"] == int(own["closest_object"] == other["closest_object"])
+    assert "words vs layout" in printed
+    # the re-aimed runs stay out of the success table (it counts each seed's own instruction once)
+    assert rec["summary"]["closed_loop"]["continuous"]["per_task"]["touch"]["n"] == 1
     assert len(rec["qa"]) == 3 and len(rec["episodes"]) == 1
     s = rec["summary"]
     assert set(s["closed_loop"]) == {"continuous", "think"}

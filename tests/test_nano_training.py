@@ -259,3 +259,25 @@ def test_scene_questions_merge_with_demos_and_train(data_dir, data, scenes_dir, 
     args = json.loads((out / "training_args.json").read_text())
     assert args["data"] == [str(data_dir), str(scenes_dir)] and args["data_scenes"] == 3
     assert args["data_questions"] == len(both.qa)
+
+
+def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tmp_path):
+    """--targets-per-layout 2: two demos of one layout, each naming (and reaching) a different object."""
+    from molmoact2.cli import main
+
+    out = tmp_path / "contrast"
+    assert main(["train", "data", "--out", str(out), "--episodes-per-task", "2", "--tasks", "touch",
+                 "--first-seed", "100", "--targets-per-layout", "2", "--render-size", str(RENDER),
+                 "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
+    eps = json.loads((out / "meta.json").read_text())["episodes"]
+    assert [e["seed"] for e in eps] == [100, 100] and [e["retargeted"] for e in eps] == [False, True]
+    a, b = eps
+    assert a["target"] != b["target"]
+    assert a["instruction"].replace(a["target"], b["target"]) == b["instruction"]
+    first = [np.load(out / e["file"])["front"][0] for e in eps]
+    assert np.array_equal(*first)  # the same picture at the start ...
+    acts = [np.load(out / e["file"])["action"] for e in eps]
+    n = min(map(len, acts))
+    assert np.abs(acts[0][:n] - acts[1][:n]).max() > 10  # ... and different reaches (robot units)
+    with pytest.raises(ValueError, match="targets_per_layout: expected >= 1"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--targets-per-layout", "0"])

@@ -81,6 +81,24 @@ def test_bad_actions_raise_with_expected_shape(env, bad):
         env.step(bad)
 
 
+def test_reset_can_aim_the_same_layout_at_another_object(env):
+    """Contrastive demos and the words-vs-layout check: same picture, only the named object changes."""
+    own, info = env.reset(3)
+    others = [n for n in env.target_options() if n != info["target"]]
+    assert info["target"] in env.target_options() and others, "seed 3 should host pick_place with 2+ objects"
+    template = own.instruction.replace(info["target"], "{obj}")
+    again, info2 = env.reset(3, options={"target": others[0]})
+    assert np.array_equal(own.cameras["front"].rgb, again.cameras["front"].rgb)  # the very same layout
+    assert info2["target"] == env.instance.target == others[0]
+    assert again.instruction == template.format(obj=others[0]) != own.instruction
+    assert np.allclose(env.instance.start_pos, env.object_pos(others[0]))
+    with pytest.raises(ValueError, match="expected one of this pick_place layout's candidates"):
+        env.reset(3, options={"target": "golden teapot"})
+    with pytest.raises(ValueError, match="only 'target'"):
+        env.reset(3, options={"colour": "red"})
+    assert env.reset(3, options={"target": None})[1]["target"] == info["target"]
+
+
 def test_unknown_task_lists_valid_ones():
     with pytest.raises(ValueError, match="valid tasks: .*pick_place.*touch"):
         make_env("fly_to_the_moon")

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--on-limit", choices=("clip", "refuse"), default="clip",
                    help="safety guard for joint targets past the limits: clip (counted in the record) or refuse")
     n.add_argument("--max-questions", type=int, default=None, help="grade at most this many spatial questions")
+    n.add_argument("--swap-targets", action="store_true",
+                   help="run each layout again with the instruction naming another of its objects "
+                        "(words vs layout: does the arm follow the words?)")
     n.add_argument("--action-tokenizer", default=None, help="OpenFAST directory (default assets/openfast_so101_sim)")
     n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     n.add_argument("--out", default=None, help="write the full JSON record here")
@@ -67,7 +70,7 @@ def run_nano(args: argparse.Namespace) -> int:
     cfg = EvalConfig(checkpoint=args.checkpoint, heldout=args.heldout, action_tokenizer=args.action_tokenizer,
                      tasks=_split(args.tasks), modes=_split(args.modes), seeds_per_task=args.seeds_per_task,
                      first_seed=args.first_seed, max_questions=args.max_questions, jobs=args.jobs,
-                     on_limit=args.on_limit)
+                     on_limit=args.on_limit, swap_targets=args.swap_targets)
     record = evaluate(cfg)
     if args.out:
         out = Path(args.out)

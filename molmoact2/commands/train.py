@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--store-size", type=int, default=96, help="stored frame size (the model's input size)")
     d.add_argument("--think-stride", type=int, default=15, help="frames between policy queries (n_action_steps)")
     d.add_argument("--qa-frames-per-episode", type=int, default=3)
+    d.add_argument("--targets-per-layout", type=int, default=1,
+                   help="demos per layout, each naming a different object (contrastive: only the words differ)")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(handler=run_data)
 
@@ -69,7 +71,7 @@ def run_data(args: argparse.Namespace) -> int:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
                      render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
-                     qa_frames_per_episode=args.qa_frames_per_episode)
+                     qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout)
     path = build_dataset(cfg, args.out, overwrite=args.overwrite)
     import json
 

@@ -22,7 +22,9 @@ import numpy as np
 
 
 def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
-            on_limit: str = "clip") -> dict[str, Any]:
+            on_limit: str = "clip", target: str | None = None) -> dict[str, Any]:
+    """`target` aims the seed's layout at another of its objects (`SimEnv.target_options()`): the
+    instruction names it instead, the picture is the same."""
     from molmoact2.runner import guard_for_env, run_episode
 
     summary: dict[str, Any] = {}
@@ -32,9 +34,12 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
     closest_m: dict[str, float] = {}  # object -> the jaw's closest approach to its centre, sampled once per chunk
     error = None
     t0 = time.perf_counter()
+    if target is not None:
+        env.reset(seed, options={"target": target})
+        policy.reset()
     try:
         for step in run_episode(policy, env, guard_for_env(env, on_limit=on_limit), max_steps=max_steps, seed=seed,
-                                summary=summary, observe_every_tick=False):
+                                reset=target is None, summary=summary, observe_every_tick=False):
             for r in step.info.get("safety", {}).get("records", []):
                 if r["rule"] == "joint_limits" and r["action"] == "clipped":
                     clipped += 1

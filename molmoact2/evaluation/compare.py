@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from molmoact2.evaluation.report import summarize
+from molmoact2.evaluation.report import own_rollouts, summarize
 
 # Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
 _SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "seed", "on_limit")
@@ -109,7 +109,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         for mode in ("continuous", "discrete", "think"):
             if mode in so["actions_vs_expert"] and mode in sn["actions_vs_expert"]:
                 errors[mode] = (so["actions_vs_expert"][mode]["mae_pct"], sn["actions_vs_expert"][mode]["mae_pct"])
-    return {"rows": [r for r in rows if r], "paired": _paired(old.get("rollouts", []), new.get("rollouts", [])),
+    paired = _paired(own_rollouts(old.get("rollouts", [])), own_rollouts(new.get("rollouts", [])))
+    return {"rows": [r for r in rows if r], "paired": paired,
             "action_error_pct": errors}
 
 

@@ -38,6 +38,9 @@ class EvalConfig:
     jobs: int = 2
     seed: int = 0
     on_limit: str = "clip"  # the guard's answer to joint targets past the limits (clip and count, or refuse)
+    # Also run every rollout's layout once more with the instruction naming another of its objects: does the
+    # arm follow the words, or go where the picture alone suggests? (report: "words vs layout")
+    swap_targets: bool = False
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
@@ -91,13 +94,24 @@ def _env(task: str):
     return _W["envs"][task]
 
 
+def _other_target(env, seed: int) -> str | None:
+    """Another object the seed's layout could host the task with (seed-fixed choice), or None."""
+    env.reset(seed)
+    others = [n for n in env.target_options() if n != env.instance.target]
+    return others[int(np.random.default_rng([seed, 17]).integers(len(others)))] if others else None
+
+
 def _run_item(item: tuple) -> tuple[tuple, dict[str, Any]]:
     from molmoact2.evaluation import closed_loop, offline
 
     kind = item[0]
     if kind == "rollout":
-        _, mode, task, seed = item
-        return item, closed_loop.rollout(_W["policies"][mode], _env(task), seed, on_limit=_W["cfg"].on_limit)
+        mode, task, seed = item[1:4]
+        target = _other_target(_env(task), seed) if item[4:] == ("other",) else None
+        if item[4:] == ("other",) and target is None:  # one candidate in this layout: nothing to swap
+            return item, {"task": task, "seed": seed, "skipped": "the layout has one candidate object"}
+        return item, closed_loop.rollout(_W["policies"][mode], _env(task), seed, on_limit=_W["cfg"].on_limit,
+                                         target=target)
     if kind == "episode":
         return item, offline.episode_metrics(_W["model"], _W["processor"], _W["data"], item[1],
                                              action_tokenizer=_W["tokenizer"], seed=_W["cfg"].seed)
@@ -117,6 +131,8 @@ def work_items(cfg: EvalConfig, heldout_meta: dict[str, Any] | None, questions: 
         for task in cfg.tasks:
             for mode in cfg.modes:
                 items.append(("rollout", mode, task, cfg.first_seed + k))
+                if cfg.swap_targets:
+                    items.append(("rollout", mode, task, cfg.first_seed + k, "other"))
     return items
 
 
@@ -162,16 +178,17 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
                 item, rec = fut.result()
                 if item[0] == "rollout":
                     rec["mode"] = item[1]
+                    rec["named"] = "other" if item[4:] == ("other",) else "own"
                 results[key[item[0]]].append(rec)
                 bar.update(1)
-                done = results["rollouts"]
+                done = [r for r in results["rollouts"] if r["named"] == "own"]
                 if done:
                     bar.set_postfix(success=f"{np.mean([r['success'] for r in done]):.0%}", episodes=len(done))
         finally:
             bar.close()
     for k in results:  # completion order depends on scheduling; the record does not
-        results[k].sort(key=lambda r: (r.get("mode", ""), r.get("task", ""), r.get("seed", 0), r.get("episode", 0),
-                                       r.get("index", 0)))
+        results[k].sort(key=lambda r: (r.get("mode", ""), r.get("task", ""), r.get("seed", 0), r.get("named", ""),
+                                       r.get("episode", 0), r.get("index", 0)))
     out = {"format": "molmoact2_nano_eval.v1", "config": asdict(cfg), "checkpoint": os.path.abspath(cfg.checkpoint),
            "wall_minutes": round((time.perf_counter() - t0) / 60, 2), **results}
     out["summary"] = summarize(out)

@@ -46,6 +46,33 @@ def _closed_loop(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def own_rollouts(rollouts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rollouts of each seed's own instruction (not the `swap_targets` re-runs naming another object)."""
+    return [r for r in rollouts if r.get("named", "own") == "own"]
+
+
+def _words(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per mode, over layouts run twice (own instruction, then naming another object): how often the jaw
+    went to the named object each time, to both, or to the same object both times (words ignored)."""
+    own = {(r["mode"], r["task"], r["seed"]): r for r in rollouts if r.get("named", "own") == "own"}
+    pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for r in rollouts:
+        key = (r.get("mode"), r["task"], r["seed"])
+        if r.get("named") == "other" and "went_to_target" in r and "went_to_target" in own.get(key, {}):
+            pairs[key[0]].append((own[key], r))
+    out: dict[str, Any] = {}
+    for mode, ps in sorted(pairs.items()):
+        n = len(ps)
+        out[mode] = {"layouts": n,
+                     "own_named": _rate(sum(a["went_to_target"] for a, _ in ps), n),
+                     "other_named": _rate(sum(b["went_to_target"] for _, b in ps), n),
+                     "both_named": _rate(sum(a["went_to_target"] and b["went_to_target"] for a, b in ps), n),
+                     "same_object_both_times": _rate(sum(a["closest_object"] == b["closest_object"] for a, b in ps), n),
+                     "other_success": _rate(sum(b["success"] for _, b in ps), n),
+                     "chance": float(np.mean([1 / a["n_objects"] for a, _ in ps]))}
+    return out
+
+
 def _actions(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("continuous", "discrete", "think"):
@@ -87,7 +114,10 @@ def _spatial(qa: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(record: dict[str, Any]) -> dict[str, Any]:
-    s: dict[str, Any] = {"closed_loop": _closed_loop(record.get("rollouts", []))}
+    rollouts = record.get("rollouts", [])
+    s: dict[str, Any] = {"closed_loop": _closed_loop(own_rollouts(rollouts))}
+    if any(r.get("named") == "other" for r in rollouts):
+        s["words_vs_layout"] = _words(rollouts)
     if record.get("episodes"):
         s["actions_vs_expert"] = _actions(record["episodes"])
         s["depth_codes"] = _depth(record["episodes"])
@@ -126,6 +156,18 @@ def to_markdown(record: dict[str, Any]) -> str:
             lines.append("| failures that ended nearer another object (grounding) | " + " | ".join(
                 _pct(cl[m]["failures_at_wrong_object"]) for m in modes) + " |")
         lines.append("")
+    if s.get("words_vs_layout"):
+        w = s["words_vs_layout"]
+        modes = sorted(w)
+        rows = [("jaw went to the named object, own instruction", "own_named"),
+                ("... same layout, instruction naming another object", "other_named"),
+                ("... to the named object both times (follows the words)", "both_named"),
+                ("... to the same object both times (words ignored)", "same_object_both_times"),
+                ("success with the other object named", "other_success")]
+        lines += ["| words vs layout (each layout run twice) | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+        lines += [f"| {name} | " + " | ".join(_pct(w[m][key]) for m in modes) + " |" for name, key in rows]
+        lines += ["| chance of one named object (1 / objects) | " + " | ".join(
+            f"{100 * w[m]['chance']:.0f}%" for m in modes) + " |", ""]
     if "spatial" in s:
         sp = s["spatial"]
         lines += ["| spatial question | correct |", "|---|---|"]

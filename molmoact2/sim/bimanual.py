@@ -52,8 +52,11 @@ class Handover(Task):
         "pass {obj} from the left arm to the right arm, then drop it in the bin",
     )
 
+    def candidates(self, scene) -> list:
+        return [scene.objects[1]]  # the layout puts the object to hand over first; the expert plans for it
+
     def instantiate(self, scene, rng) -> TaskInstance | None:
-        target = scene.objects[1]  # the layout puts the object to hand over first
+        target = self.candidates(scene)[0]
         template = self.templates[int(rng.integers(len(self.templates)))]
         return TaskInstance(self.name, target.name, template.format(obj=f"the {target.name}"), np.array(target.pos))
 

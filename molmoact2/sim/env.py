@@ -119,6 +119,12 @@ class SimEnv:
                 break
         else:
             raise RuntimeError(f"task {self.task.name!r}: no feasible scene found for seed {seed} in 50 layouts")
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"target"})
+        if unknown:
+            raise ValueError(f"reset options: only 'target' (an object name) is understood, got {unknown}")
+        if options.get("target") is not None:  # same layout, another named object (see Task.retarget)
+            instance = self.task.retarget(scene, instance, str(options["target"]))
         self.scene, self.instance = scene, instance
         self.data = mujoco.MjData(scene.model)
         self._kin = None
@@ -139,6 +145,12 @@ class SimEnv:
         self._rig = CameraRig(scene.model, *self.image_wh, geom_label=scene.geom_label)
         obs = self.observe()
         return obs, self._info(clipped=np.zeros(self.action_dim, bool))
+
+    def target_options(self) -> list[str]:
+        """Objects of the current layout this task could be about (`reset(seed, options={"target": name})`)."""
+        if self.scene is None:
+            raise RuntimeError("SimEnv.target_options: call reset() first")
+        return [o.name for o in self.task.candidates(self.scene)]
 
     def step(self, action, *, observe: bool = True) -> tuple[Observation | None, float, bool, bool, dict]:
         """Advance one control tick. `observe=False` skips rendering (the observation is None): a

@@ -32,15 +32,17 @@ def run_episode(
     on_chunk: Callable[[Observation, np.ndarray], None] | None = None,
     keep: bool = False,
     max_steps: int | None = None,
+    target: str | None = None,
 ) -> EpisodeResult:
     """Reset `env` to `seed` and run `policy` (default: the env's scripted expert) until success or time limit.
 
     `on_step(i, obs_before, action, info_after)` is called for each executed step; `on_chunk(obs, chunk)`
     once per predicted chunk. With `keep=True` the result holds the state/action series. Works with any
     env exposing reset/step/action_dim/instruction -- a `SimEnv` or a `GymAdapter` (then pass `policy`).
-    `max_steps` stops early (counted as not successful).
+    `max_steps` stops early (counted as not successful). `target` names another object of the seed's
+    layout to aim at (a SimEnv `reset` option; see `SimEnv.target_options()`).
     """
-    obs, info = env.reset(seed)
+    obs, info = env.reset(seed, options={"target": target}) if target is not None else env.reset(seed)
     if policy is None:
         if not hasattr(env, "expert"):
             raise ValueError(f"run_episode: {type(env).__name__} has no scripted expert; pass policy=")

@@ -41,6 +41,16 @@ class Task:
         template = self.templates[int(rng.integers(len(self.templates)))]
         return TaskInstance(self.name, target.name, template.format(obj=f"the {target.name}"), np.array(target.pos))
 
+    def retarget(self, scene: Scene, inst: TaskInstance, name: str) -> TaskInstance:
+        """The same episode aimed at another object of this layout: same template, only the object's words
+        change. Contrastive demos and the words-vs-layout check need one layout with several named targets."""
+        names = [o.name for o in self.candidates(scene)]
+        if name not in names:
+            raise ValueError(f"target {name!r}: expected one of this {self.name} layout's candidates {names}")
+        obj = next(o for o in scene.objects if o.name == name)
+        instruction = inst.instruction.replace(f"the {inst.target}", f"the {name}", 1)
+        return TaskInstance(self.name, name, instruction, np.array(obj.pos), dict(inst.extra))
+
     def success(self, env, inst: TaskInstance) -> bool:
         raise NotImplementedError
 

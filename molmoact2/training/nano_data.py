@@ -58,6 +58,13 @@ class DataConfig:
     min_visible_px: int = 20  # an object with fewer mask pixels is "not visible" (no point/count for it)
     closer_margin_m: float = 0.01  # "which is closer" only when the median depths differ by more
     max_attempts_factor: int = 3  # give up on a task after episodes * factor seeds
+    # Demos per layout, each naming a different object (up to the layout's candidates). With 1, a layout's
+    # words and its picture always go together; with more, only the words say which object to act on.
+    targets_per_layout: int = 1
+
+    def __post_init__(self) -> None:
+        if self.targets_per_layout < 1:
+            raise ValueError(f"targets_per_layout: expected >= 1, got {self.targets_per_layout}")
 
 
 @dataclass
@@ -167,8 +174,20 @@ def think_chains(front_images: list[np.ndarray], codes: np.ndarray, stride: int)
     return masks, buffers
 
 
-def record_episode(env, seed: int, cfg: DataConfig, codec) -> EpisodeRecord | None:
-    """Run the scripted expert on `seed`; None if it failed (failed demos are not training data)."""
+def layout_targets(env, seed: int, k: int) -> list[str | None]:
+    """The seed's own target (None) first, then up to k-1 other objects of the same layout, in a
+    seed-fixed random order."""
+    if k <= 1:
+        return [None]
+    env.reset(seed)
+    others = [n for n in env.target_options() if n != env.instance.target]
+    order = np.random.default_rng([seed, 13]).permutation(len(others))
+    return [None] + [others[i] for i in order[: k - 1]]
+
+
+def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = None) -> EpisodeRecord | None:
+    """Run the scripted expert on `seed` (aimed at `target` if given); None if it failed (failed demos are
+    not training data)."""
     from molmoact2.models.nano.factory import NANO_CAMERAS
     from molmoact2.sim.rollout import run_episode
 
@@ -186,7 +205,7 @@ def record_episode(env, seed: int, cfg: DataConfig, codec) -> EpisodeRecord | No
         for c in cfg.cameras:
             stored[c].append(_resize(obs.cameras[c].rgb, cfg.store_size))
 
-    res = run_episode(env, seed, on_step=grab, keep=True)
+    res = run_episode(env, seed, on_step=grab, keep=True, target=target)
     if not res.success:
         return None
     codes = encode_depth(codec, depth)
@@ -267,25 +286,27 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
                     if seed - cfg.first_seed >= cfg.episodes_per_task * cfg.max_attempts_factor:
                         raise RuntimeError(f"build_dataset: only {kept}/{cfg.episodes_per_task} successful {task} "
                                            f"episodes in {seed - cfg.first_seed} seeds")
-                    rec = record_episode(env, seed, cfg, codec)
-                    if rec is None:
-                        failed[task].append(seed)
-                        seed += 1
-                        continue
-                    idx = len(episodes)
-                    name = f"episodes/ep_{idx:05d}.npz"
-                    np.savez_compressed(tmp / name, **rec.arrays)
-                    n = len(rec.arrays["action"])
-                    episodes.append({"file": name, "task": task, "seed": seed, "instruction": rec.instruction,
-                                     "target": rec.target, "length": n})
-                    qa += [item | {"episode": idx} for item in rec.qa]
-                    seg |= {f"{idx}_{f}": s for f, s in rec.qa_seg.items()}
-                    states.append(rec.arrays["state"])
-                    actions.append(rec.arrays["action"])
-                    kept += 1
+                    for target in layout_targets(env, seed, cfg.targets_per_layout):
+                        if kept >= cfg.episodes_per_task:
+                            break
+                        rec = record_episode(env, seed, cfg, codec, target)
+                        if rec is None:
+                            failed[task].append(seed if target is None else f"{seed}:{target}")
+                            continue
+                        idx = len(episodes)
+                        name = f"episodes/ep_{idx:05d}.npz"
+                        np.savez_compressed(tmp / name, **rec.arrays)
+                        n = len(rec.arrays["action"])
+                        episodes.append({"file": name, "task": task, "seed": seed, "instruction": rec.instruction,
+                                         "target": rec.target, "retargeted": target is not None, "length": n})
+                        qa += [item | {"episode": idx} for item in rec.qa]
+                        seg |= {f"{idx}_{f}": s for f, s in rec.qa_seg.items()}
+                        states.append(rec.arrays["state"])
+                        actions.append(rec.arrays["action"])
+                        kept += 1
+                        bar.update(1)
+                        bar.set_postfix(task=task, frames=sum(e["length"] for e in episodes), qa=len(qa))
                     seed += 1
-                    bar.update(1)
-                    bar.set_postfix(task=task, frames=sum(e["length"] for e in episodes), qa=len(qa))
             finally:
                 env.close()
     finally:

@@ -179,6 +179,9 @@ class ControlConfig:
     trust_remote_code: bool = False
     norm_tag: str | None = None
     depth_reasoning: bool = False  # MolmoThink (Nano / Think checkpoints): depth codes + update mask per chunk
+    # Name another object of the seed's layout in the instruction ("" = the seed's own): same picture, other
+    # words -- does the policy follow them? (SimEnv.reset's "target" option)
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class ControlStatus:
     config: ControlConfig
     policy_name: str = ""
     instruction: str = ""
+    target_options: tuple[str, ...] = ()  # objects this layout's instruction can name
     chunks: int = 0
     ticks: int = 0
     refusals: int = 0
@@ -421,7 +425,8 @@ class ControlSession:
             self.episode_id += 1
             self.cameras, self.action_names = (), None
         self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, clipped_targets=0,
-                  refusal_messages=(), success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="")
+                  refusal_messages=(), success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="",
+                  target_options=())
         try:
             world_key = (config.task, config.image_size, config.depth)
             if self._built != world_key:
@@ -449,6 +454,10 @@ class ControlSession:
             # Reset here rather than inside run_episode, so the instruction and cameras are known before the
             # first chunk; the episode then continues from this state (reset=False).
             env.reset(config.seed)
+            options = tuple(env.target_options()) if hasattr(env, "target_options") else ()
+            self._set(target_options=options)  # shown even when the named object below is not one of them
+            if config.target.strip():
+                env.reset(config.seed, options={"target": config.target.strip()})
             self._policy.reset()
             self._episode = run_episode(self._policy, env, self._guard, max_steps=config.max_steps, reset=False,
                                         summary=self._summary)
@@ -522,6 +531,8 @@ def format_status(st: ControlStatus) -> str:
     head = f"`{c.task}` · seed {c.seed} · policy `{st.policy_name or c.policy_spec}`"
     if st.instruction:
         head += f" · **{st.instruction}**"
+    if st.target_options:
+        head += " · objects it can name: " + ", ".join(f"`{n}`" for n in st.target_options)
     if st.state == "error":
         return f"{head}\n\n❌ **Error:** {st.error}"
     if st.state in ("empty", "loading"):

@@ -161,6 +161,28 @@ def test_bad_specs_are_errors_in_words():
         session.close()
 
 
+def test_naming_another_object_of_the_layout():
+    """Same seed, other words: the instruction names the chosen object and the expert goes there; a name the
+    layout does not have is an error that lists the ones it has."""
+    session = ControlSession(ControlConfig(policy_spec="expert", task="touch", seed=10000, **FAST))
+    try:
+        st = session.status()
+        own = st.instruction
+        others = [n for n in st.target_options if n not in own]
+        assert st.state == "ready" and len(st.target_options) == 3 and len(others) == 2
+        assert all(f"`{n}`" in format_status(st) for n in st.target_options)
+        st = session.reset(ControlConfig(policy_spec="expert", task="touch", seed=10000, target=others[0], **FAST))
+        assert st.state == "ready" and others[0] in st.instruction and st.instruction != own
+        session.run()
+        st = session.wait_stopped(timeout_s=120)
+        assert st.state == "done" and st.success, format_status(st)
+        st = session.reset(ControlConfig(policy_spec="expert", task="touch", seed=10000, target="golden teapot", **FAST))
+        assert st.state == "error" and "golden teapot" in st.error and others[1] in st.error
+        assert "Error" in format_status(st)
+    finally:
+        session.close()
+
+
 @pytest.fixture(scope="module")
 def nano_server():
     import torch

@@ -1,5 +1,5 @@
 """Control: a policy in closed loop in the simulator — pick the model (expert, Nano, a checkpoint, an /act
-server) and check it, then run / step / pause / reset. Every chunk goes through the safety guard; the
+server) and check it, then run / step / pause / reset; optionally name another object of the same scene. Every chunk goes through the safety guard; the
 live viewer shows cameras, the planned path, the chunk per joint, depth codes and denoising states when
 the policy gives them, and latency per stage; the status line has the loop rate and every refusal.
 
@@ -30,11 +30,12 @@ def _viewer_bytes(session) -> bytes | None:
     return feed.pull(*session.snapshot())
 
 
-def _config(spec, task, seed, on_limit, trust, think):
+def _config(spec, task, seed, on_limit, trust, think, target=""):
     from molmoact2.control_session import ControlConfig
 
     return ControlConfig(policy_spec=str(spec or "").strip(), task=task, seed=int(seed), image_size=IMAGE_SIZE,
-                         on_limit=on_limit, trust_remote_code=bool(trust), depth_reasoning=bool(think))
+                         on_limit=on_limit, trust_remote_code=bool(trust), depth_reasoning=bool(think),
+                         target=str(target or "").strip())
 
 
 def _ensure(session, cfg):
@@ -77,7 +78,7 @@ def check_model(spec, trust):
     return format_health(check_spec(spec, trust_remote_code=bool(trust)))
 
 
-def run_policy(session, spec, task, seed, on_limit, trust, think):
+def run_policy(session, spec, task, seed, on_limit, trust, think, target=""):
     """Generator: (session, viewer bytes, status, download) until the episode ends or is paused."""
     from molmoact2.control_session import format_status
 
@@ -85,7 +86,7 @@ def run_policy(session, spec, task, seed, on_limit, trust, think):
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target))
     st = session.status()
     if st.state == "error":
         yield session, None, format_status(st), None
@@ -101,7 +102,7 @@ def run_policy(session, spec, task, seed, on_limit, trust, think):
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
 
 
-def step_policy(session, spec, task, seed, on_limit, trust, think):
+def step_policy(session, spec, task, seed, on_limit, trust, think, target=""):
     """Generator (one yield): the streaming viewer takes its bytes from generators only."""
     from molmoact2.control_session import format_status
 
@@ -109,7 +110,7 @@ def step_policy(session, spec, task, seed, on_limit, trust, think):
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target))
     if session.status().state != "error":
         session.step()
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
@@ -124,13 +125,13 @@ def pause_policy(session):
     return format_status(session.status()) + "\n\n*pause requested: stopping after the chunk in progress*"
 
 
-def reset_policy(session, spec, task, seed, on_limit, trust, think):
+def reset_policy(session, spec, task, seed, on_limit, trust, think, target=""):
     from molmoact2.control_session import ControlSession, format_status
 
     bad = _bad_input(task, seed)
     if bad:
         return session, bad, None
-    cfg = _config(spec, task, seed, on_limit, trust, think)
+    cfg = _config(spec, task, seed, on_limit, trust, think, target)
     if session is None:
         session = ControlSession(cfg)
     else:
@@ -154,7 +155,9 @@ def build(ctx: AppContext) -> None:
         "Run a policy in closed loop in the simulator. Each chunk is predicted, checked by the **safety guard** "
         "(joint limits, NaN, dimensions, chunk length) and executed; a refused chunk executes nothing and is listed "
         "below. **Model**: `expert` (the scripted expert), `nano`, `nano:DIR`, a local checkpoint directory, or an "
-        "`http://host:port` /act server — press **Check** to test it before running.\n\n" + nano_note(),
+        "`http://host:port` /act server — press **Check** to test it before running. **Object to name** keeps the "
+        "seed's scene and names another of its objects in the instruction: does the policy follow the words?\n\n"
+        + nano_note(),
         elem_id="ctl-intro",
     )
     session = gr.State(None, delete_callback=_close)
@@ -171,6 +174,8 @@ def build(ctx: AppContext) -> None:
         # trained on its demos lands a few units past it; "refuse" ends the episode on such a chunk instead.
         on_limit = gr.Radio(["clip", "refuse"], value="clip", label="Targets outside the joint limits",
                             elem_id="ctl-on-limit")
+        target = gr.Textbox(value="", label="Object to name (blank: the seed's own)", elem_id="ctl-target",
+                            placeholder="e.g. red cube: same scene, other words")
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="ctl-run")
         step = gr.Button("Step", elem_id="ctl-step")
@@ -180,7 +185,7 @@ def build(ctx: AppContext) -> None:
     viewer = Rerun(streaming=True, height=620, label="Rerun viewer", elem_id="ctl-viewer")
     download = gr.File(label="Recording (.rrd)", interactive=False, elem_id="ctl-download")
 
-    inputs = [session, spec, task, seed, on_limit, trust, think]
+    inputs = [session, spec, task, seed, on_limit, trust, think, target]
     check.click(check_model, inputs=[spec, trust], outputs=[health])
     run.click(run_policy, inputs=inputs, outputs=[session, viewer, status, download])
     step.click(step_policy, inputs=inputs, outputs=[session, viewer, status, download])

@@ -112,6 +112,19 @@ def test_expert_runs_closed_loop_and_records(nano_server, page, rrd_download):  
     expect(status).to_contain_text("ready", timeout=60_000)
     expect(status).to_contain_text("chunks executed 0 ")
 
+    # Same layout, other words: name another of the objects the status lists; a name it lacks is an error.
+    head, names = status.inner_text().split("objects it can name:", 1)
+    names = [n.strip() for n in names.split("\n")[0].split(",")]
+    other = next(n for n in names if n not in head)
+    page.locator("#ctl-target textarea, #ctl-target input").first.fill(other)
+    page.locator("#ctl-reset").click()
+    expect(status).to_contain_text(f"the {other}", timeout=60_000)  # only the instruction says "the <object>"
+    expect(status).to_contain_text("ready")
+    page.locator("#ctl-target textarea, #ctl-target input").first.fill("golden teapot")
+    page.locator("#ctl-reset").click()
+    expect(status).to_contain_text("golden teapot", timeout=60_000)
+    expect(status).to_contain_text(names[0])
+
 
 def test_shipped_nano_steps_in_think_mode(page):
     if not (nano_default_dir() / "config.json").is_file():

@@ -68,3 +68,28 @@ def test_compare_command(tmp_path, capsys):
         main(["eval", "compare", str(old), str(tmp_path / "missing.json")])
     with pytest.raises(SystemExit, match="two comma-separated names"):
         main(["eval", "compare", str(old), str(new), "--names", "only-one"])
+
+
+def _with_swaps(record: dict, follows: bool) -> dict:
+    """Add went_to_target fields and one --swap-targets re-run per rollout: a reader goes to the newly named
+    object, a non-reader to the same object as before."""
+    own = record["rollouts"]
+    for r in own:
+        r |= {"named": "own", "target": "red cube", "closest_object": "red cube", "went_to_target": True,
+              "n_objects": 3}
+    swaps = [dict(r, named="other", success=False, target="blue cube",
+                  closest_object="blue cube" if follows else "red cube", went_to_target=follows) for r in own]
+    return record | {"rollouts": own + swaps}
+
+
+def test_swapped_targets_stay_out_of_success_and_compare_as_words_rows():
+    old = _with_swaps(_record({"touch": [True] * 20}, seeds_per_task=20), follows=False)
+    new = _with_swaps(_record({"touch": [True] * 20}, seeds_per_task=20), follows=True)
+    result = compare(old, new)
+    rows = {r["metric"]: r for r in result["rows"]}
+    # the re-runs (all failures here) do not enter the success rate or the paired counts
+    assert rows["continuous success: touch"]["old"] == {"hits": 20, "n": 20, "rate": 1.0}
+    assert result["paired"]["continuous"] == {"only_new": 0, "only_old": 0, "both": 20, "neither": 0}
+    assert rows["continuous: followed both instructions (--swap-targets)"]["verdict"] == "better"
+    assert rows["continuous: same object under both instructions"]["verdict"] == "better"  # lower is better
+    assert rows["continuous: same object under both instructions"]["old"]["rate"] == 1.0

@@ -96,6 +96,11 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                  "n": sum(v["n"] for v in m["per_task"].values())} for m in (o, n)]
         rows.append(_row(f"{mode} success: all tasks", *pool))
         rows.append(_row(f"{mode}: jaw went to the target object", o.get("went_to_target"), n.get("went_to_target")))
+        wo, wn = so.get("words_vs_layout", {}).get(mode, {}), sn.get("words_vs_layout", {}).get(mode, {})
+        rows.append(_row(f"{mode}: followed both instructions (--swap-targets)", wo.get("both_named"),
+                         wn.get("both_named")))
+        rows.append(_row(f"{mode}: same object under both instructions", wo.get("same_object_both_times"),
+                         wn.get("same_object_both_times"), higher_is_better=False))
     for kind in ("point", "closer", "point_absent", "count"):
         rows.append(_row(f"spatial: {kind}", so.get("spatial", {}).get(kind), sn.get("spatial", {}).get(kind)))
     if "depth_codes" in so and "depth_codes" in sn:

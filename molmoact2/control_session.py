@@ -454,8 +454,7 @@ class ControlSession:
             # Reset here rather than inside run_episode, so the instruction and cameras are known before the
             # first chunk; the episode then continues from this state (reset=False).
             env.reset(config.seed)
-            options = tuple(env.target_options()) if hasattr(env, "target_options") else ()
-            self._set(target_options=options)  # shown even when the named object below is not one of them
+            self._set(target_options=tuple(env.target_options()))  # shown even when the name below is not one
             if config.target.strip():
                 env.reset(config.seed, options={"target": config.target.strip()})
             self._policy.reset()

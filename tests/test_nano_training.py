@@ -261,7 +261,7 @@ def test_scene_questions_merge_with_demos_and_train(data_dir, data, scenes_dir, 
     assert args["data_questions"] == len(both.qa)
 
 
-def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tmp_path):
+def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tmp_path, capsys):
     """--targets-per-layout 2: two demos of one layout, each naming (and reaching) a different object."""
     from molmoact2.cli import main
 
@@ -269,6 +269,7 @@ def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tm
     assert main(["train", "data", "--out", str(out), "--episodes-per-task", "2", "--tasks", "touch",
                  "--first-seed", "100", "--targets-per-layout", "2", "--render-size", str(RENDER),
                  "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
+    assert "layouts: 1; re-aimed demos (another object named) per task: {'touch': 1}" in capsys.readouterr().out
     eps = json.loads((out / "meta.json").read_text())["episodes"]
     assert [e["seed"] for e in eps] == [100, 100] and [e["retargeted"] for e in eps] == [False, True]
     a, b = eps

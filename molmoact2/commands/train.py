@@ -78,6 +78,11 @@ def run_data(args: argparse.Namespace) -> int:
     meta = json.loads((path / "meta.json").read_text())
     print(f"wrote {path}: {len(meta['episodes'])} episodes, {meta['frames']} frames, {meta['qa_items']} QA items "
           f"in {meta['build_seconds']} s; failed expert seeds: {meta['failed_seeds']}")
+    if cfg.targets_per_layout > 1:
+        eps = meta["episodes"]
+        layouts = len({(e["task"], e["seed"]) for e in eps})
+        aimed = {t: sum(e["retargeted"] for e in eps if e["task"] == t) for t in cfg.tasks}
+        print(f"layouts: {layouts}; re-aimed demos (another object named) per task: {aimed}")
     return 0
 
 

@@ -54,7 +54,7 @@ def own_rollouts(rollouts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _words(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
     """Per mode, over layouts run twice (own instruction, then naming another object): how often the jaw
     went to the named object each time, to both, or to the same object both times (words ignored)."""
-    own = {(r["mode"], r["task"], r["seed"]): r for r in rollouts if r.get("named", "own") == "own"}
+    own = {(r["mode"], r["task"], r["seed"]): r for r in own_rollouts(rollouts)}
     pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for r in rollouts:
         key = (r.get("mode"), r["task"], r["seed"])

@@ -99,6 +99,24 @@ def test_reset_can_aim_the_same_layout_at_another_object(env):
     assert env.reset(3, options={"target": None})[1]["target"] == info["target"]
 
 
+def test_two_worlds_in_one_thread_render_their_own_pictures():
+    """Rigs of one size share the thread's GL context; each must read its own framebuffer. Two worlds
+    stepped in turn (the words probe's set-up) show what each shows when it renders alone."""
+    a = make_env("touch", image_size=32, cameras=("front",), depth=False, segmentation=False)
+    b = make_env("touch", image_size=32, cameras=("front",), depth=False, segmentation=False)
+    a.reset(5)
+    b.reset(6)  # created last: its framebuffer is the bound one
+    hold_a = a.state().copy()
+    hold_a[0] += 20.0  # the arm moves in a's picture only
+    frame_a = a.step(hold_a)[0].cameras["front"].rgb
+    frame_b = b.step(b.state())[0].cameras["front"].rgb
+    again_a, again_b = a.observe().cameras["front"].rgb, b.observe().cameras["front"].rgb
+    assert not np.array_equal(frame_a, frame_b)  # different layouts: a stale read would make them equal
+    assert np.array_equal(frame_a, again_a) and np.array_equal(frame_b, again_b)
+    a.close()
+    b.close()
+
+
 def test_unknown_task_lists_valid_ones():
     with pytest.raises(ValueError, match="valid tasks: .*pick_place.*touch"):
         make_env("fly_to_the_moon")

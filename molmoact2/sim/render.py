@@ -126,6 +126,9 @@ class CameraRig:
         if threading.get_ident() != self._thread:
             raise RuntimeError("CameraRig: render from the thread that created it (EGL contexts are per thread)")
         _gl_context(self.width, self.height)
+        # Rigs of the same size in one thread share a GL context, and the bound framebuffer is GL state:
+        # without re-binding OUR offscreen buffer, readPixels would return the last-created rig's picture.
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._ctx)
         cam_id = self.camera_id(camera)
         self._cam.fixedcamid = cam_id
         mujoco.mjv_updateScene(self.model, data, self._opt, None, self._cam, mujoco.mjtCatBit.mjCAT_ALL.value, self._scene)

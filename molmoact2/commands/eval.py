@@ -6,6 +6,7 @@
     molmoact2 eval report docs/results/nano_eval.json
     molmoact2 eval compare OLD.json NEW.json     # is NEW clearly better on the same seeds?
     molmoact2 eval qa --data /tmp/nano_data /tmp/nano_heldout   # spatial answers: training vs held-out scenes
+    molmoact2 eval words --checkpoint assets/nano   # do the object's words steer the plan? (`expert`: control)
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     q.set_defaults(handler=run_qa)
+    w = sub.add_parser("words", help="same scene and noise, only the object's name swapped: does the plan move "
+                                     "toward the named object? does the model point at it?")
+    w.add_argument("--checkpoint", default="assets/nano",
+                   help="Nano checkpoint directory, or 'expert' for the scripted expert (the positive control)")
+    w.add_argument("--tasks", default="touch,pick_place", help="tasks whose layouts have several candidate objects")
+    w.add_argument("--seeds-per-task", type=int, default=20, help="layouts with 2+ candidates probed per task")
+    w.add_argument("--first-seed", type=int, default=10000)
+    w.add_argument("--advance-chunks", type=int, default=2,
+                   help="second probe point: after this many chunks of the own instruction's plans")
+    w.add_argument("--no-ask", action="store_true", help="skip the pointing questions")
+    w.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    w.add_argument("--out", default=None, help="write the rows and summary as JSON here")
+    w.set_defaults(handler=run_words)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
@@ -134,4 +148,49 @@ def run_qa(args: argparse.Namespace) -> int:
     policy = load_nano(args.checkpoint, seed=args.seed)
     results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed) for d in args.data]
     print(to_markdown(results))
+    return 0
+
+
+def run_words(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from molmoact2.evaluation.words_probe import probe, summarize, to_markdown
+
+    tasks = _split(args.tasks)
+    if args.seeds_per_task < 2:
+        raise SystemExit(f"eval words: --seeds-per-task must be >= 2 (an interval needs two), got {args.seeds_per_task}")
+    if args.checkpoint == "expert":
+        from molmoact2.runner import ExpertPolicy
+
+        def make_policy(env):  # one per world: the expert reads ITS world's target
+            return ExpertPolicy(env, chunk_size=15)
+    else:
+        if not (Path(args.checkpoint) / "config.json").is_file():
+            raise SystemExit(f"eval words: --checkpoint {args.checkpoint} is not a checkpoint directory (no "
+                             "config.json); pass a Nano checkpoint or 'expert'")
+        import torch
+
+        from molmoact2.models.nano.policy import load_nano
+
+        torch.set_num_threads(args.threads)
+        policy = load_nano(args.checkpoint, seed=0)
+
+        def make_policy(env):  # the same model for both worlds: only the instruction differs
+            return policy
+    t0 = time.perf_counter()
+    rows = probe(make_policy, tasks=tasks, seeds_per_task=args.seeds_per_task, first_seed=args.first_seed,
+                 advance_chunks=args.advance_chunks, ask=not args.no_ask)
+    summary = summarize(rows)
+    minutes = round((time.perf_counter() - t0) / 60, 1)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"format": "molmoact2_words_probe.v1", "checkpoint": args.checkpoint, "tasks": list(tasks),
+                  "seeds_per_task": args.seeds_per_task, "first_seed": args.first_seed,
+                  "advance_chunks": args.advance_chunks, "wall_minutes": minutes, "summary": summary, "rows": rows}
+        out.write_text(json.dumps(record, indent=1))
+    print(to_markdown(summary, args.checkpoint))
+    print(f"\n{minutes} min" + (f"; record: {args.out}" if args.out else ""))
     return 0

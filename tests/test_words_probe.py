@@ -1,0 +1,105 @@
+"""`molmoact2 eval words`: the name-swap probe on real MuJoCo worlds. The scripted expert is the positive
+control (its plans must move toward whichever object is named); a Nano that never sees the words is the
+negative control (with the same noise its plans must not change at all)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mujoco")
+
+from _nano_fixtures import one_thread_fixture  # noqa: E402
+
+one_thread = one_thread_fixture()
+
+
+def test_expert_plans_follow_the_named_object(tmp_path, capsys):
+    from molmoact2.cli import main
+
+    out = tmp_path / "expert.json"
+    assert main(["eval", "words", "--checkpoint", "expert", "--tasks", "touch", "--seeds-per-task", "2",
+                 "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["format"] == "molmoact2_words_probe.v1" and len(rec["rows"]) == 4  # 2 layouts x 2 probe points
+    for row in rec["rows"]:
+        assert row["own"] != row["other"] and row["own"] in row["instructions"][0]
+        assert row["other"] in row["instructions"][1]
+        assert row["toward_named_m"] > 0.02  # each plan ends nearer the object its instruction names
+        assert "change_noise_m" not in row and "pointing" not in row  # deterministic, cannot answer questions
+    assert {row["chunks_before"] for row in rec["rows"]} == {0, 2}
+    assert rec["summary"]["after_0_chunks"]["toward_named_m"]["n"] == 2
+    assert "pull toward the named object" in capsys.readouterr().out
+
+
+class _DeafNano:
+    """A real Nano that is always told the same instruction: whatever is named, it hears the first one."""
+
+    def __init__(self, policy, instruction: str) -> None:
+        self.policy, self.instruction = policy, instruction
+
+    @property
+    def seed(self):
+        return self.policy.seed
+
+    @seed.setter
+    def seed(self, value) -> None:
+        self.policy.seed = value
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def predict(self, obs):
+        import dataclasses
+
+        return self.policy.predict(dataclasses.replace(obs, instruction=self.instruction))
+
+    def ask(self, images, question):
+        return self.policy.ask(images, question)
+
+
+def test_words_the_model_never_hears_change_nothing_and_noise_does(tmp_path):
+    """Same noise draw for both instructions: a policy deaf to the words plans exactly the same chunk,
+    while a second noise draw does change it (so the zero is the probe's, not a frozen model's)."""
+    from _nano_fixtures import randomize_
+    from molmoact2.evaluation.words_probe import probe, summarize
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.models.nano.policy import load_nano
+
+    policy = load_nano(make_random_checkpoint(tmp_path / "nano_random"), seed=0)
+    randomize_(policy.model.action_expert, seed=1)  # a live expert: zero-initialized outputs would ignore noise too
+    deaf = _DeafNano(policy, "touch the red cube")
+    rows = probe(lambda env: deaf, tasks=("touch",), seeds_per_task=2, advance_chunks=1, progress=False)
+    assert len(rows) == 4
+    for row in rows:
+        assert row["change_name_m"] == 0.0 and row["toward_named_m"] == 0.0
+        assert row["change_noise_m"] > 0.0
+        assert [p["named"] for p in row["pointing"]] == [row["own"], row["other"]]
+        assert all(p["choice"] is None or isinstance(p["choice"], str) for p in row["pointing"])
+    s = summarize(rows)["after_1_chunks"]
+    assert s["pointing_questions"] == 4 and 0.0 < s["pointing_chance"] <= 1.0
+
+
+def test_nearest_object_is_the_one_whose_pixels_are_closest():
+    from types import SimpleNamespace
+
+    from molmoact2.evaluation.words_probe import nearest_object
+
+    seg = np.full((20, 20), -1, np.int32)
+    seg[2:4, 2:4] = 7  # top-left
+    seg[15:18, 14:18] = 9  # bottom-right
+    objs = [SimpleNamespace(name="red cube", label=7), SimpleNamespace(name="blue ball", label=9),
+            SimpleNamespace(name="hidden cup", label=11)]
+    assert nearest_object(np.array([5.0, 5.0]), seg, objs) == ("red cube", 2)
+    assert nearest_object(np.array([12.0, 13.0]), seg, objs) == ("blue ball", 2)
+    assert nearest_object(None, seg, objs) == (None, 2)  # no point: no choice, the objects in view still count
+
+
+def test_words_command_rejects_a_directory_that_is_not_a_checkpoint(tmp_path):
+    from molmoact2.cli import main
+
+    with pytest.raises(SystemExit, match="not a checkpoint directory.*'expert'"):
+        main(["eval", "words", "--checkpoint", str(tmp_path)])

@@ -93,3 +93,27 @@ def test_swapped_targets_stay_out_of_success_and_compare_as_words_rows():
     assert rows["continuous: followed both instructions (--swap-targets)"]["verdict"] == "better"
     assert rows["continuous: same object under both instructions"]["verdict"] == "better"  # lower is better
     assert rows["continuous: same object under both instructions"]["old"]["rate"] == 1.0
+
+
+def test_pointing_is_split_into_movable_objects_and_the_bin():
+    """A checkpoint that learns only the bin (large, always in the same region) looks better at
+    "pointing" overall; the split shows the movable objects did not move."""
+    from molmoact2.evaluation.report import summary_of, to_markdown as report
+
+    def point(name: str, ok: bool) -> dict:
+        return {"kind": "point", "question": f"Point to the {name}\nPlease say 'There are none.' if it is not in "
+                                             "the image.", "correct": ok}
+
+    old = _record({"touch": [True, False, True, False]})
+    new = _record({"touch": [True, False, True, False]})
+    old["qa"] = [point("bin", i < 5) for i in range(30)] + [point("red cube", i < 2) for i in range(60)]
+    new["qa"] = [point("bin", i < 29) for i in range(30)] + [point("red cube", i < 2) for i in range(60)]
+    rows = {r["metric"]: r for r in compare(old, new)["rows"]}
+    assert rows["spatial: point"]["verdict"] == "better"
+    assert rows["spatial: point_fixtures"]["verdict"] == "better"
+    assert rows["spatial: point_objects"]["verdict"] == "within noise"
+    assert rows["spatial: point_objects"]["new"] == {"hits": 2, "n": 60, "rate": 2 / 60}
+    assert "| ... pointing at the movable objects | 3% (2/60) |" in report(new)
+    # a compact record (rollouts + stored summary, no answers) keeps its stored spatial figures
+    compact = {k: v for k, v in new.items() if k != "qa"} | {"summary": summary_of(new)}
+    assert summary_of(compact)["spatial"] == summary_of(new)["spatial"]

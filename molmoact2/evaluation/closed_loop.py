@@ -66,6 +66,14 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
     }
 
 
+def other_target(env: Any, seed: int) -> str | None:
+    """Another object the seed's layout could host the task with (a seed-fixed choice, shared by
+    `eval nano --swap-targets` and `eval words`), or None if the layout has a single candidate."""
+    env.reset(seed)
+    others = [n for n in env.target_options() if n != env.instance.target]
+    return others[int(np.random.default_rng([seed, 17]).integers(len(others)))] if others else None
+
+
 def _track_closest(env: Any, closest_m: dict[str, float]) -> None:
     jaw = env.kinematics(0).path_world(env.state()[None, :6])[0]
     for obj in env.scene.objects:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from molmoact2.evaluation.report import own_rollouts, summarize
+from molmoact2.evaluation.report import own_rollouts, summary_of
 
 # Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
 _SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "seed", "on_limit")
@@ -86,7 +86,7 @@ def check_comparable(old: dict[str, Any], new: dict[str, Any]) -> None:
 def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Rows (metric, old rate, new rate, difference, 95% interval, verdict) and paired closed-loop counts."""
     check_comparable(old, new)
-    so, sn = old.get("summary") or summarize(old), new.get("summary") or summarize(new)
+    so, sn = summary_of(old), summary_of(new)
     rows: list[dict[str, Any] | None] = []
     for mode in sorted(set(so["closed_loop"]) & set(sn["closed_loop"])):
         o, n = so["closed_loop"][mode], sn["closed_loop"][mode]
@@ -101,7 +101,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                          wn.get("both_named")))
         rows.append(_row(f"{mode}: same object under both instructions", wo.get("same_object_both_times"),
                          wn.get("same_object_both_times"), higher_is_better=False))
-    for kind in ("point", "closer", "point_absent", "count"):
+    for kind in ("point", "point_objects", "point_fixtures", "closer", "point_absent", "count"):
         rows.append(_row(f"spatial: {kind}", so.get("spatial", {}).get(kind), sn.get("spatial", {}).get(kind)))
     if "depth_codes" in so and "depth_codes" in sn:
         for key in ("first_query_all_cells", "later_queries_all_cells", "later_queries_changed_cells"):

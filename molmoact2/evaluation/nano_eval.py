@@ -94,20 +94,13 @@ def _env(task: str):
     return _W["envs"][task]
 
 
-def _other_target(env, seed: int) -> str | None:
-    """Another object the seed's layout could host the task with (seed-fixed choice), or None."""
-    env.reset(seed)
-    others = [n for n in env.target_options() if n != env.instance.target]
-    return others[int(np.random.default_rng([seed, 17]).integers(len(others)))] if others else None
-
-
 def _run_item(item: tuple) -> tuple[tuple, dict[str, Any]]:
     from molmoact2.evaluation import closed_loop, offline
 
     kind = item[0]
     if kind == "rollout":
         mode, task, seed = item[1:4]
-        target = _other_target(_env(task), seed) if item[4:] == ("other",) else None
+        target = closed_loop.other_target(_env(task), seed) if item[4:] == ("other",) else None
         if item[4:] == ("other",) and target is None:  # one candidate in this layout: nothing to swap
             return item, {"task": task, "seed": seed, "skipped": "the layout has one candidate object"}
         return item, closed_loop.rollout(_W["policies"][mode], _env(task), seed, on_limit=_W["cfg"].on_limit,

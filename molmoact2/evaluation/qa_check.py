@@ -53,7 +53,7 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
 
     head = [f"{r['split']} scenes (seeds {r['seeds'][0]}–{r['seeds'][1]})" for r in results]
     lines = ["| spatial question | " + " | ".join(head) + " |", "|---|" + "---|" * len(results)]
-    for kind in GRADED_KINDS:
+    for kind in (*GRADED_KINDS, "point_objects", "point_fixtures"):  # pointing split: movable objects / the bin
         if any(kind in r["summary"] for r in results):
             lines.append(f"| {kind} | " + " | ".join(_pct(r["summary"].get(kind)) for r in results) + " |")
     return "\n".join(lines) + "\n"

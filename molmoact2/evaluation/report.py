@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -104,13 +106,30 @@ def _depth(episodes: list[dict[str, Any]]) -> dict[str, Any]:
             "changed_fraction_later": float(np.mean(fractions)) if fractions else None}
 
 
+# Scene fixtures: one large bin in a fixed region of every layout. Pointing at it is easy without reading
+# the name's colour and shape words, so pointing is also reported for the movable objects alone.
+FIXTURES = ("bin",)
+_POINT_NAME = re.compile(r"^Point to (?:the )?(.+?)\s*(?:\n|$)")
+
+
 def _spatial(qa: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in ("point", "closer", "point_absent", "count"):
         recs = [q for q in qa if q["kind"] == kind]
         if recs:
             out[kind] = _rate(sum(bool(q["correct"]) for q in recs), len(recs))
+    named = [(m.group(1), q) for q in qa if q["kind"] == "point" and (m := _POINT_NAME.match(q.get("question", "")))]
+    for key, keep in (("point_objects", lambda n: n not in FIXTURES), ("point_fixtures", lambda n: n in FIXTURES)):
+        recs = [q for n, q in named if keep(n)]
+        if recs:
+            out[key] = _rate(sum(bool(q["correct"]) for q in recs), len(recs))
     return out
+
+
+def summary_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's stored summary, with every section its raw data can recompute recomputed: a record
+    written before a summary field existed still shows it (compact records keep only their rollouts)."""
+    return {**(record.get("summary") or {}), **summarize(record)}
 
 
 def summarize(record: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +152,7 @@ def _pct(r: dict[str, Any] | None) -> str:
 
 
 def to_markdown(record: dict[str, Any]) -> str:
-    s = record.get("summary") or summarize(record)
+    s = summary_of(record)
     lines: list[str] = []
     cl = s["closed_loop"]
     if cl:
@@ -172,7 +191,8 @@ def to_markdown(record: dict[str, Any]) -> str:
         sp = s["spatial"]
         lines += ["| spatial question | correct |", "|---|---|"]
         names = {"point": "pointing (point inside the target's mask)", "closer": "which is closer (point on the nearer)",
-                 "point_absent": "absent object -> \"There are none.\"", "count": "counting (exact)"}
+                 "point_absent": "absent object -> \"There are none.\"", "count": "counting (exact)",
+                 "point_objects": "... pointing at the movable objects", "point_fixtures": "... pointing at the bin"}
         lines += [f"| {names[k]} | {_pct(v)} |" for k, v in sp.items()]
         lines.append("")
     if "depth_codes" in s:

@@ -34,14 +34,6 @@ import numpy as np
 PROBE_TASKS = ("touch", "pick_place")  # tasks whose layouts name one object among several
 
 
-def other_target(env: Any, seed: int) -> str | None:
-    """Another object the seed's layout could host the task with (seed-fixed choice; the one
-    `eval nano --swap-targets` uses), or None if the layout has a single candidate."""
-    env.reset(seed)
-    others = [n for n in env.target_options() if n != env.instance.target]
-    return others[int(np.random.default_rng([seed, 17]).integers(len(others)))] if others else None
-
-
 def _endpoint(env: Any, step: Any) -> np.ndarray:
     world, _ = env.planned_path(np.asarray(step.actions))
     return world[len(step.actions) - 1]  # arm 0's jaw at the chunk's last action
@@ -88,6 +80,7 @@ def _point_choice(policy: Any, env: Any, obs: Any, name: str) -> dict[str, Any]:
 def probe_layout(make_policy: Callable[[Any], Any], task: str, seed: int, *, advance_chunks: int = 2,
                  noise_seeds: tuple[int, int] = (0, 1), image_size: int = 224, ask: bool = True) -> list[dict[str, Any]]:
     """Probe rows for one layout (empty if it has a single candidate object)."""
+    from molmoact2.evaluation.closed_loop import other_target
     from molmoact2.runner import guard_for_env
     from molmoact2.sim import make_env
 

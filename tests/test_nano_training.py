@@ -259,6 +259,16 @@ def test_scene_questions_merge_with_demos_and_train(data_dir, data, scenes_dir, 
     args = json.loads((out / "training_args.json").read_text())
     assert args["data"] == [str(data_dir), str(scenes_dir)] and args["data_scenes"] == 3
     assert args["data_questions"] == len(both.qa)
+    # --qa-kinds: practise one skill; the run trains on (and records) only those questions
+    points = sum(q["kind"] == "point" for q in both.qa)
+    assert 0 < points < len(both.qa)
+    assert _train(["--data", str(data_dir), str(scenes_dir), "--out", str(tmp_path / "points"), "--steps", "1",
+                   "--mix", QA_ONLY, "--qa-kinds", "point"]) == 0
+    args = json.loads((tmp_path / "points" / "training_args.json").read_text())
+    assert args["data_questions"] == points and args["config"]["qa_kinds"] == ["point"]
+    with pytest.raises(ValueError, match=r"--qa-kinds: \['riddle'\] not among this data's question kinds"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad_kind"), "--steps", "1", "--mix", QA_ONLY,
+                "--qa-kinds", "point,riddle"])
 
 
 def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tmp_path, capsys):

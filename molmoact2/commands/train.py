@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--init-from", default="", metavar="DIR",
                    help="start a NEW run from this trained checkpoint's weights (its train_state/ fp32 weights when "
                         "present): fresh optimizer and schedule, any --mix; recorded in training_args.json")
+    n.add_argument("--qa-kinds", default="", help="train only on these question kinds, comma-separated "
+                                                  "(point, point_absent, box, count, closer; default all)")
     n.set_defaults(handler=run_nano)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -107,7 +109,8 @@ def run_nano(args: argparse.Namespace) -> int:
                       threads=args.threads, num_noise_samples=args.noise_samples,
                       mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
                       action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER),
-                      init_from=str(args.init_from))
+                      init_from=str(args.init_from),
+                      qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()))
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

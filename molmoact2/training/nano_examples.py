@@ -192,6 +192,14 @@ class NanoTrainData:
                         self.fast_failures += 1
             self.fast_ids.append(ids)
 
+    def keep_questions(self, kinds: tuple[str, ...] | list[str]) -> None:
+        """Keep only questions of these kinds (`train nano --qa-kinds point`): practise one skill."""
+        here = sorted({q["kind"] for q in self.qa})
+        unknown = sorted(set(kinds) - set(here))
+        if unknown:
+            raise ValueError(f"--qa-kinds: {unknown} not among this data's question kinds {here}")
+        self.qa = [q for q in self.qa if q["kind"] in set(kinds)]
+
     # ---- examples ------------------------------------------------------------------------------
     def example_inputs(self, style: str, rng: np.random.Generator) -> dict[str, Any]:
         """Keyword arguments for train_step.build_example (without model/processor)."""

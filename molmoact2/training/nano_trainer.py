@@ -61,6 +61,8 @@ class TrainConfig:
     # A new run (fresh optimizer and schedule, its own mix) starting from a trained checkpoint's weights: how to
     # change what a trained model practises (e.g. only spatial answers) without pretending it is a resume.
     init_from: str = ""
+    # Question kinds to train on (empty = all): practise one skill, e.g. ("point",) for naming -> location.
+    qa_kinds: tuple[str, ...] = ()
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -168,6 +170,7 @@ def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
 def _config_from(d: dict[str, Any]) -> TrainConfig:
     d = dict(d)
     d["mix"] = StyleMix(**d.get("mix", {}))
+    d["qa_kinds"] = tuple(d.get("qa_kinds", ()))  # JSON gives a list; runs saved before the field have none
     return TrainConfig(**d)
 
 
@@ -233,6 +236,8 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         if cfg.init_from:
             model, processor = load_init_weights(cfg.init_from, cfg.size)
     data = NanoTrainData.load(data_dir, action_tokenizer=cfg.action_tokenizer or None, progress=progress)
+    if cfg.qa_kinds:
+        data.keep_questions(cfg.qa_kinds)
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import re
-
 from collections import Counter, defaultdict
 from typing import Any
 

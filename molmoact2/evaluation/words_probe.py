@@ -11,8 +11,8 @@ level down, per policy query, so a failure can be placed in the model:
   actions, so their pictures and states stay identical. At each probe point the policy plans a chunk for
   each instruction with the same noise draw. `toward_named_m` = how much closer each instruction's planned
   jaw endpoint is to the object it names than the other instruction's endpoint is (averaged over both
-  objects; a policy that follows the words scores about the objects' distance apart, one that ignores them
-  about 0). `toward_noise_m` is the same number between two noise draws under ONE instruction: the spread
+  objects; clearly positive for a policy that follows the words — the scripted expert's one-chunk plans
+  score about half the objects' distance apart — and about 0 for one that ignores them). `toward_noise_m` is the same number between two noise draws under ONE instruction: the spread
   a words effect must beat. `change_name_m` vs `change_noise_m` says whether the words change the plan at
   all (they can change it without steering it).
 * **words → location**: the policy is asked "Point to the X" for both names (if it can answer

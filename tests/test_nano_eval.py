@@ -190,7 +190,10 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
     assert "held-out scenes (seeds 10000–10000)" in out
     import re
 
-    graded = sum(int(n) for n in re.findall(r"\(\d+/(\d+)\)", out))
-    assert graded == 3  # every sampled question is graded and counted, whatever a random model answered
+    counts = {line.split("|")[1].strip(): int(m.group(1)) for line in out.splitlines()
+              if (m := re.search(r"\(\d+/(\d+)\)", line))}
+    split = {k: counts.pop(k) for k in ("point_objects", "point_fixtures") if k in counts}
+    assert sum(counts.values()) == 3  # every sampled question is graded and counted, whatever a random model answered
+    assert sum(split.values()) == counts.get("point", 0)  # the split only re-counts the pointing questions
     with pytest.raises(SystemExit, match="not a data cache"):
         main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(tmp_path)])

@@ -103,3 +103,23 @@ def test_words_command_rejects_a_directory_that_is_not_a_checkpoint(tmp_path):
 
     with pytest.raises(SystemExit, match="not a checkpoint directory.*'expert'"):
         main(["eval", "words", "--checkpoint", str(tmp_path)])
+
+
+def test_image_token_probe_reads_what_is_there_and_nothing_else():
+    """scripts/probe_image_tokens.py's linear probe: a label written into the features is read back; labels
+    unrelated to them score no better than the majority class."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_image_tokens.py"
+    spec = importlib.util.spec_from_file_location("probe_image_tokens", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    labels = [["red", "blue", "green"][i % 3] for i in range(600)]
+    feats = rng.normal(size=(600, 16)).astype(np.float32)
+    feats[:, 0] += 8.0 * np.array([["red", "blue", "green"].index(label) for label in labels])
+    acc, majority, classes = mod.linear_probe(feats, labels)
+    assert classes == 3 and acc > 0.9 and majority < 0.5
+    noise_acc, noise_majority, _ = mod.linear_probe(rng.normal(size=(600, 16)).astype(np.float32), labels)
+    assert noise_acc < noise_majority + 0.15

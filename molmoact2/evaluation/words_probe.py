@@ -105,7 +105,7 @@ def probe_layout(make_policy: Callable[[Any], Any], task: str, seed: int, *, adv
                                            + "; ".join(r.message for r in verdict.records))
                     for action in verdict.actions:
                         obs = [env.step(action)[0] for env in envs]
-            if not np.array_equal(obs[0].cameras["front"].rgb, obs[1].cameras["front"].rgb):
+            if not all(np.array_equal(obs[0].cameras[c].rgb, obs[1].cameras[c].rgb) for c in obs[0].cameras):
                 raise RuntimeError(f"words probe: {task} seed {seed}: the two worlds diverged (same actions, "
                                    "different pictures); the probe needs identical scenes")
             steps = [_plan(p, o, noise_seeds[0]) for p, o in zip(policies, obs)]

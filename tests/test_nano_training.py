@@ -215,6 +215,42 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
               "--init-from", str(a)])
 
 
+def test_pooling_gives_the_language_model_finer_image_tokens(data_dir, data, tmp_path):
+    from safetensors.torch import load_file
+
+    from molmoact2.models.base import CameraFrame, Observation
+    from molmoact2.models.nano import load_nano
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--data", str(data_dir), "--save-every", "100"]
+    assert _train([*common, "--out", str(a), "--steps", "1"]) == 0
+    # lr 0 at 1x1: the pool has no weights of its own, so the export holds A's weights under a new token grid
+    assert _train([*common, "--out", str(b), "--steps", "1", "--lr", "0", "--init-from", str(a),
+                   "--pooling", "1x1"]) == 0
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    grids = {}
+    for d in (a, b):
+        policy = load_nano(path=str(d), depth_reasoning=True, seed=0)
+        grids[d.name] = (tuple(policy.processor.image_grid), list(policy.model.config.adapter_config.pooling_size))
+        ep = data.episodes[0]
+        obs = Observation(cameras={"front": CameraFrame(rgb=ep["front"][0]), "wrist": CameraFrame(rgb=ep["wrist"][0])},
+                          state=ep["state"][0], instruction=ep["instruction"])
+        step = policy.predict(obs)  # the vision adapter's token count must match the prompt's <im_patch> count
+        assert np.isfinite(step.actions).all() and step.depth_bins.shape == (100,)
+    assert grids == {"a": ((4, 4), [2, 2]), "b": ((8, 8), [1, 1])}  # tiny: 64 px / 8-px patches = 8x8
+    assert json.loads((b / "training_args.json").read_text())["config"]["pooling"] == [1, 1]
+    # the pool is part of the run: a resume must ask for the same one
+    assert _train([*common, "--out", str(b), "--steps", "2", "--resume", "--lr", "0", "--init-from", str(a),
+                   "--pooling", "1x1"]) == 0
+    with pytest.raises(ValueError, match="differ from the saved run"):
+        _train([*common, "--out", str(b), "--steps", "3", "--resume", "--lr", "0", "--init-from", str(a)])
+    with pytest.raises(ValueError, match="dividing the 8x8 patch grid"):
+        _train([*common, "--out", str(tmp_path / "c"), "--steps", "1", "--pooling", "3x3"])
+    with pytest.raises(SystemExit, match="ROWSxCOLS"):
+        _train([*common, "--out", str(tmp_path / "d"), "--steps", "1", "--pooling", "fine"])
+
+
 @pytest.fixture(scope="module")
 def scenes_dir(tmp_path_factory):
     from molmoact2.cli import main

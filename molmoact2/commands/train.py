@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "present): fresh optimizer and schedule, any --mix; recorded in training_args.json")
     n.add_argument("--qa-kinds", default="", help="train only on these question kinds, comma-separated "
                                                   "(point, point_absent, box, count, closer; default all)")
+    n.add_argument("--pooling", default="", metavar="RxC",
+                   help="ViT patches pooled into each language-model image token, e.g. 1x1 (default: the size's "
+                        "2x2, or the --init-from checkpoint's own)")
     n.set_defaults(handler=run_nano)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -100,6 +103,16 @@ def run_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_pooling(text: str) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--pooling: expected ROWSxCOLS such as 1x1 or 2x2, got {text!r}") from None
+    return rows, cols
+
+
 def run_nano(args: argparse.Namespace) -> int:
     from molmoact2.training.nano_examples import StyleMix
     from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER, TrainConfig, train
@@ -110,7 +123,8 @@ def run_nano(args: argparse.Namespace) -> int:
                       mix=StyleMix.parse(args.mix) if args.mix else StyleMix(),
                       action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER),
                       init_from=str(args.init_from),
-                      qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()))
+                      qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()),
+                      pooling=_parse_pooling(args.pooling))
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

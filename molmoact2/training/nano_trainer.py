@@ -63,6 +63,8 @@ class TrainConfig:
     init_from: str = ""
     # Question kinds to train on (empty = all): practise one skill, e.g. ("point",) for naming -> location.
     qa_kinds: tuple[str, ...] = ()
+    # ViT patches pooled per LM image token, rows x cols (empty = the size's / the --init-from checkpoint's own).
+    pooling: tuple[int, ...] = ()
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -171,6 +173,7 @@ def _config_from(d: dict[str, Any]) -> TrainConfig:
     d = dict(d)
     d["mix"] = StyleMix(**d.get("mix", {}))
     d["qa_kinds"] = tuple(d.get("qa_kinds", ()))  # JSON gives a list; runs saved before the field have none
+    d["pooling"] = tuple(d.get("pooling", ()))
     return TrainConfig(**d)
 
 
@@ -245,6 +248,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         from molmoact2.models.nano.factory import build_random_nano
 
         model, processor = build_random_nano(cfg.size, seed=cfg.seed, norm_stats=data.norm_stats)
+    if cfg.pooling and not start:
+        from molmoact2.models.nano.factory import set_pooling
+
+        set_pooling(model, processor, cfg.pooling)
     elif model.norm_stats != data.norm_stats:
         which = "--resume: the saved run's" if start else f"--init-from: {cfg.init_from}'s"
         raise ValueError(f"{which} norm stats differ from those of {data_dir}: the actions would be normalized "

@@ -78,6 +78,22 @@ def build_random_nano(size: str = "tiny", *, seed: int = 0, enable_depth_reasoni
     return model, processor
 
 
+def set_pooling(model, processor, pooling: tuple[int, int] | list[int]) -> None:
+    """Pool ViT patches `rows x cols` into each LM image token, in the model and its processor together.
+
+    Why change it: at 96 px the simulator's objects are ~6 px across, so a 2x2 pool (16 px per token) puts a
+    whole object inside a fraction of one token; 1x1 gives the language model one token per 8-px patch. The
+    adapter's weights do not depend on the pool, so a trained checkpoint can be fine-tuned at another pool."""
+    rows, cols = (int(p) for p in pooling)
+    size, patch = model.config.vit_config.image_default_input_size, model.config.vit_config.image_patch_size
+    grid = (size[0] // patch, size[1] // patch)
+    if rows < 1 or cols < 1 or grid[0] % rows or grid[1] % cols:
+        raise ValueError(f"pooling: expected rows x cols dividing the {grid[0]}x{grid[1]} patch grid "
+                         f"({size[0]}x{size[1]} px, {patch}-px patches), got {rows}x{cols}")
+    model.config.adapter_config.pooling_size = [rows, cols]
+    processor.pooling_size = [rows, cols]
+
+
 def save_checkpoint(model, processor, directory: str | os.PathLike, dtype: str | None = None) -> Path:
     """Write the real checkpoint layout: config.json, model.safetensors, norm_stats.json, tokenizer files,
     processor_config.json. `dtype="float16"` halves the file (the shipped asset)."""

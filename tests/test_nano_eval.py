@@ -197,3 +197,15 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
     assert sum(split.values()) == counts.get("point", 0)  # the split only re-counts the pointing questions
     with pytest.raises(SystemExit, match="not a data cache"):
         main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(tmp_path)])
+    # --kinds: only pointing questions, every one of them; --out keeps each answer
+    points = sum(q["kind"] == "point" for q in qa)
+    rec = tmp_path / "qa.json"
+    assert main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--max-questions", "100000",
+                 "--threads", "1", "--kinds", "point", "--out", str(rec)]) == 0
+    saved = json.loads(rec.read_text())
+    assert saved["kinds"] == ["point"] and [r["split"] for r in saved["results"]] == ["held-out"]
+    assert len(saved["results"][0]["answers"]) == points > 0
+    assert saved["results"][0]["summary"]["point"]["n"] == points
+    assert "| closer |" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="expected some of point"):
+        main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--kinds", "box"])

@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--max-questions", type=int, default=240, help="random sample per cache (fixed seed)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    q.add_argument("--kinds", default="", help="grade only these kinds, comma-separated (point, closer, "
+                                               "point_absent, count; default all)")
+    q.add_argument("--out", default="", help="write every answer and the summaries as JSON here")
     q.set_defaults(handler=run_qa)
     w = sub.add_parser("words", help="same scene and noise, only the object's name swapped: does the plan move "
                                      "toward the named object? does the model point at it?")
@@ -141,13 +144,23 @@ def run_qa(args: argparse.Namespace) -> int:
             raise SystemExit(f"eval qa: {d} is not a data cache with qa.json (build one with `molmoact2 train data`)")
     import torch
 
-    from molmoact2.evaluation.qa_check import grade, to_markdown
+    from molmoact2.evaluation.qa_check import GRADED_KINDS, grade, to_markdown
     from molmoact2.models.nano.policy import load_nano
 
     torch.set_num_threads(args.threads)
     policy = load_nano(args.checkpoint, seed=args.seed)
-    results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed) for d in args.data]
+    kinds = tuple(_split(args.kinds)) if args.kinds else GRADED_KINDS
+    try:
+        results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed, kinds=kinds) for d in args.data]
+    except ValueError as exc:
+        raise SystemExit(f"eval qa: {exc}") from None
     print(to_markdown(results))
+    if args.out:
+        import json
+
+        Path(args.out).write_text(json.dumps({"format": "molmoact2_qa_check.v1", "checkpoint": str(args.checkpoint),
+                                              "kinds": list(kinds), "results": results}, indent=1))
+        print(f"wrote {args.out}")
     return 0
 
 

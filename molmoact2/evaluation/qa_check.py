@@ -18,15 +18,19 @@ import numpy as np
 GRADED_KINDS = ("point", "closer", "point_absent", "count")
 
 
-def sample_questions(qa: list[dict[str, Any]], n: int | None, seed: int = 0) -> list[int]:
-    graded = [i for i, q in enumerate(qa) if q["kind"] in GRADED_KINDS]
+def sample_questions(qa: list[dict[str, Any]], n: int | None, seed: int = 0,
+                     kinds: tuple[str, ...] = GRADED_KINDS) -> list[int]:
+    unknown = sorted(set(kinds) - set(GRADED_KINDS))
+    if unknown:
+        raise ValueError(f"question kinds {unknown}: expected some of {', '.join(GRADED_KINDS)}")
+    graded = [i for i, q in enumerate(qa) if q["kind"] in kinds]
     if n is None or n >= len(graded):
         return graded
     return sorted(int(i) for i in np.random.default_rng(seed).choice(graded, size=n, replace=False))
 
 
 def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240, seed: int = 0,
-          progress: bool = True) -> dict[str, Any]:
+          kinds: tuple[str, ...] = GRADED_KINDS, progress: bool = True) -> dict[str, Any]:
     """Answers to a sample of `data_dir`'s questions, graded as `molmoact2 eval nano` grades them."""
     from tqdm.auto import tqdm
 
@@ -38,9 +42,9 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     data = NanoTrainData.load(data_dir, progress=False)
     seeds = [int(e["seed"]) for e in data.meta["episodes"] + data.meta.get("scenes", [])]
     low, high = min(seeds), max(seeds)
-    indices = sample_questions(data.qa, max_questions, seed)
+    indices = sample_questions(data.qa, max_questions, seed, kinds)
     if not indices:
-        raise ValueError(f"{data_dir}: no gradable questions ({', '.join(GRADED_KINDS)}) in qa.json")
+        raise ValueError(f"{data_dir}: no gradable questions ({', '.join(kinds)}) in qa.json")
     answers = [qa_metrics(policy, data, i) for i in tqdm(indices, desc=f"qa {Path(data_dir).name}",
                                                             disable=not progress, unit="q")]
     return {"data": str(data_dir), "seeds": [low, high],

@@ -192,7 +192,9 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
 
     counts = {line.split("|")[1].strip(): int(m.group(1)) for line in out.splitlines()
               if (m := re.search(r"\(\d+/(\d+)\)", line))}
+    baseline = counts.pop("point_objects: one fixed point, no image (baseline)", None)
     split = {k: counts.pop(k) for k in ("point_objects", "point_fixtures") if k in counts}
+    assert baseline == split.get("point_objects")  # the no-image baseline is graded on the same questions
     assert sum(counts.values()) == 3  # every sampled question is graded and counted, whatever a random model answered
     assert sum(split.values()) == counts.get("point", 0)  # the split only re-counts the pointing questions
     with pytest.raises(SystemExit, match="not a data cache"):
@@ -206,6 +208,9 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
     assert saved["kinds"] == ["point"] and [r["split"] for r in saved["results"]] == ["held-out"]
     assert len(saved["results"][0]["answers"]) == points > 0
     assert saved["results"][0]["summary"]["point"]["n"] == points
+    fixed = saved["results"][0]["summary"]["point_objects_fixed_point"]
+    assert fixed["n"] == saved["results"][0]["summary"]["point_objects"]["n"]
+    assert all(0 <= v <= 1000 for v in fixed["xy_1000"]) and 0 <= fixed["hits"] <= fixed["n"]
     assert "| closer |" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="expected some of point"):
         main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--kinds", "box"])

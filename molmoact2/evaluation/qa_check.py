@@ -47,9 +47,37 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
         raise ValueError(f"{data_dir}: no gradable questions ({', '.join(kinds)}) in qa.json")
     answers = [qa_metrics(policy, data, i) for i in tqdm(indices, desc=f"qa {Path(data_dir).name}",
                                                             disable=not progress, unit="q")]
+    summary = _spatial(answers)
+    baseline = fixed_point_baseline(data, indices)
+    if baseline is not None:
+        summary["point_objects_fixed_point"] = baseline
     return {"data": str(data_dir), "seeds": [low, high],
             "split": "held-out" if low >= HELD_OUT_FIRST_SEED else "training" if high < HELD_OUT_FIRST_SEED else "mixed",
-            "summary": _spatial(answers), "answers": answers}
+            "summary": summary, "answers": answers}
+
+
+def fixed_point_baseline(data: Any, indices: list[int]) -> dict[str, Any] | None:
+    """How often ONE fixed point (the mean of these questions' own answers) lands on the named movable object.
+
+    Why: a model that learned only where objects tend to be, and nothing from the picture, scores this; a
+    pointing rate at or below it means the answers do not use the image. (It reads the answers' mean from the
+    graded questions themselves, so it is an optimistic baseline, never a model.)"""
+    from molmoact2 import spatial
+    from molmoact2.evaluation.report import _POINT_NAME, FIXTURES, _rate
+
+    items = [data.qa[i] for i in indices if data.qa[i]["kind"] == "point"]
+    items = [q for q in items if (m := _POINT_NAME.match(q["question"])) and m.group(1) not in FIXTURES]
+    if not items:
+        return None
+    xy_1000 = np.mean([spatial.parse_answer(q["answer"], strict=True).points[0].xy_px(width=1000, height=1000)
+                       for q in items], axis=0)
+    hits = 0
+    for q in items:
+        seg = data.qa_segmentation(q)
+        h, w = seg.shape
+        col, row = spatial.pixel_index(xy_1000[0] * w / 1000, xy_1000[1] * h / 1000, width=w, height=h)
+        hits += bool(np.isin(seg[row, col], q["labels"]))
+    return {**_rate(hits, len(items)), "xy_1000": [round(float(v), 1) for v in xy_1000]}
 
 
 def to_markdown(results: list[dict[str, Any]]) -> str:
@@ -57,7 +85,10 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
 
     head = [f"{r['split']} scenes (seeds {r['seeds'][0]}–{r['seeds'][1]})" for r in results]
     lines = ["| spatial question | " + " | ".join(head) + " |", "|---|" + "---|" * len(results)]
-    for kind in (*GRADED_KINDS, "point_objects", "point_fixtures"):  # pointing split: movable objects / the bin
+    rows = (*GRADED_KINDS, "point_objects", "point_fixtures", "point_objects_fixed_point")
+    names = {"point_objects_fixed_point": "point_objects: one fixed point, no image (baseline)"}
+    for kind in rows:  # pointing split: movable objects / the bin; then the no-image baseline for the objects
         if any(kind in r["summary"] for r in results):
-            lines.append(f"| {kind} | " + " | ".join(_pct(r["summary"].get(kind)) for r in results) + " |")
+            lines.append(f"| {names.get(kind, kind)} | " + " | ".join(_pct(r["summary"].get(kind)) for r in results)
+                         + " |")
     return "\n".join(lines) + "\n"

@@ -4,10 +4,10 @@
 
 `eval words` showed the language model cannot tell the objects apart by name. This asks whether the
 information it would need reaches it: for each "Point to the <colour> <shape>" question of a question-scene
-cache (`molmoact2 train scenes`; the bin excluded), take the pooled image token (the 6x6 grid the LM sees) of
+cache (`molmoact2 train scenes`; the bin excluded), take the pooled image token (the grid the LM sees: 6x6 at the shipped 2x2 pool) of
 the cell holding the object's central pixel, and fit a linear classifier (70% of the questions; reported on
 the other 30%) for the name's colour word and its shape word. Controls: the same from another cell of the
-same image (17 cells further on: nothing of the object), and from the cell's raw 16x16 pixels.
+same image (17 cells further on: nothing of the object on the 6x6 grid), and from the cell's raw 16x16 pixels.
 """
 
 from __future__ import annotations

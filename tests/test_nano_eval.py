@@ -214,3 +214,30 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
     assert "| closer |" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="expected some of point"):
         main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--kinds", "box"])
+
+
+def test_fixed_point_baseline_scores_one_point_against_each_mask():
+    """Three questions answered at the same spot: the baseline hits where that spot is on the named object."""
+    from molmoact2.evaluation.qa_check import fixed_point_baseline
+
+    def seg_with(label_at_centre: int) -> np.ndarray:
+        seg = np.zeros((100, 100), dtype=np.int64)
+        seg[45:55, 45:55] = label_at_centre
+        return seg
+
+    class Cache:  # the two things the baseline reads from a data cache: questions and their segmentations
+        qa = [{"kind": "point", "question": "Point to the red cube\nPlease say...", "labels": [3],
+               "answer": '<points coords="1 1 500 500">red cube</points>', "seg": seg_with(3)},
+              {"kind": "point", "question": "Point to the blue block\nPlease say...", "labels": [4],
+               "answer": '<points coords="1 1 500 500">blue block</points>', "seg": seg_with(7)},
+              {"kind": "point", "question": "Point to the bin\nPlease say...", "labels": [9],
+               "answer": '<points coords="1 1 500 500">bin</points>', "seg": seg_with(9)},
+              {"kind": "count", "question": "How many cubes?", "answer": "1"}]
+
+        @staticmethod
+        def qa_segmentation(item):
+            return item["seg"]
+
+    got = fixed_point_baseline(Cache(), [0, 1, 2, 3])
+    assert (got["hits"], got["n"], got["xy_1000"]) == (1, 2, [500.0, 500.0])  # the bin and the count are not scored
+    assert fixed_point_baseline(Cache(), [2, 3]) is None

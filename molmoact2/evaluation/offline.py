@@ -96,6 +96,14 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
                                             minlength=model.config.num_depth_tokens).tolist()}
 
 
+def lands_on(seg: np.ndarray, labels: list[int], x_px: float, y_px: float) -> bool:
+    """Whether a point (pixels of `seg`) falls on one of `labels` in the segmentation."""
+    from molmoact2 import spatial
+
+    col, row = spatial.pixel_index(x_px, y_px, width=seg.shape[1], height=seg.shape[0])
+    return bool(np.isin(seg[row, col], labels))
+
+
 def qa_metrics(policy: Any, data: Any, index: int) -> dict[str, Any]:
     """Ask held-out question `index`; grade it against the ground truth."""
     from molmoact2 import spatial
@@ -110,8 +118,7 @@ def qa_metrics(policy: Any, data: Any, index: int) -> dict[str, Any]:
     rec: dict[str, Any] = {"index": index, "kind": item["kind"], "question": item["question"], "answer": answer,
                            "expected": item["answer"], "n_points": int(len(points))}
     if item["kind"] in ("point", "closer"):
-        target = np.isin(seg, item["labels"])
-        inside = [bool(target[spatial.pixel_index(x, y, width=w, height=h)[::-1]]) for x, y in points]
+        inside = [lands_on(seg, item["labels"], x, y) for x, y in points]
         rec["correct"] = bool(inside) and inside[0]
     elif item["kind"] == "point_absent":
         rec["correct"] = len(points) == 0 and parsed.count == 0

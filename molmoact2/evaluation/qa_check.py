@@ -63,10 +63,10 @@ def fixed_point_baseline(data: Any, indices: list[int]) -> dict[str, Any] | None
     pointing rate at or below it means the answers do not use the image. (It reads the answers' mean from the
     graded questions themselves, so it is an optimistic baseline, never a model.)"""
     from molmoact2 import spatial
-    from molmoact2.evaluation.report import _POINT_NAME, FIXTURES, _rate
+    from molmoact2.evaluation.offline import lands_on
+    from molmoact2.evaluation.report import FIXTURES, _rate, pointed_name
 
-    items = [data.qa[i] for i in indices if data.qa[i]["kind"] == "point"]
-    items = [q for q in items if (m := _POINT_NAME.match(q["question"])) and m.group(1) not in FIXTURES]
+    items = [q for q in (data.qa[i] for i in indices) if pointed_name(q) not in (None, *FIXTURES)]
     if not items:
         return None
     xy_1000 = np.mean([spatial.parse_answer(q["answer"], strict=True).points[0].xy_px(width=1000, height=1000)
@@ -74,9 +74,7 @@ def fixed_point_baseline(data: Any, indices: list[int]) -> dict[str, Any] | None
     hits = 0
     for q in items:
         seg = data.qa_segmentation(q)
-        h, w = seg.shape
-        col, row = spatial.pixel_index(xy_1000[0] * w / 1000, xy_1000[1] * h / 1000, width=w, height=h)
-        hits += bool(np.isin(seg[row, col], q["labels"]))
+        hits += lands_on(seg, q["labels"], xy_1000[0] * seg.shape[1] / 1000, xy_1000[1] * seg.shape[0] / 1000)
     return {**_rate(hits, len(items)), "xy_1000": [round(float(v), 1) for v in xy_1000]}
 
 

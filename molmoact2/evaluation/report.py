@@ -111,13 +111,19 @@ FIXTURES = ("bin",)
 _POINT_NAME = re.compile(r"^Point to (?:the )?(.+?)\s*(?:\n|$)")
 
 
+def pointed_name(question: dict[str, Any]) -> str | None:
+    """The object a pointing question names ("Point to the red cube..." -> "red cube"); None for other kinds."""
+    m = _POINT_NAME.match(question.get("question", "")) if question["kind"] == "point" else None
+    return m.group(1) if m else None
+
+
 def _spatial(qa: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in ("point", "closer", "point_absent", "count"):
         recs = [q for q in qa if q["kind"] == kind]
         if recs:
             out[kind] = _rate(sum(bool(q["correct"]) for q in recs), len(recs))
-    named = [(m.group(1), q) for q in qa if q["kind"] == "point" and (m := _POINT_NAME.match(q.get("question", "")))]
+    named = [(n, q) for q in qa if (n := pointed_name(q)) is not None]
     for key, keep in (("point_objects", lambda n: n not in FIXTURES), ("point_fixtures", lambda n: n in FIXTURES)):
         recs = [q for n, q in named if keep(n)]
         if recs:

@@ -328,3 +328,69 @@ def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tm
     assert np.abs(acts[0][:n] - acts[1][:n]).max() > 10  # ... and different reaches (robot units)
     with pytest.raises(ValueError, match="targets_per_layout: expected >= 1"):
         main(["train", "data", "--out", str(tmp_path / "bad"), "--targets-per-layout", "0"])
+
+
+# ---- `molmoact2 train vision`: image tokens learn what is where --------------------------------------------------
+def test_cell_targets_give_class_fractions_and_centroids_per_token_cell():
+    from molmoact2.training.nano_vision import BACKGROUND, cell_targets
+
+    seg = np.zeros((8, 8), np.int16)
+    seg[0:2, 0:2] = 5  # a named object in the top-left cell
+    seg[6:8, 4:8] = 7  # a label with no known name: background
+    frac, pos, has = cell_targets(seg, {5: "red cube", 7: "mystery"}, (BACKGROUND, "red cube"), (2, 2))
+    assert frac.shape == (4, 2) and np.allclose(frac.sum(1), 1.0)
+    assert frac[0, 1] == pytest.approx(4 / 16) and frac[1:, 1].tolist() == [0, 0, 0] and frac[3, 0] == 1.0
+    # the centroid of pixels 0..1 is 1.0 px from the edge (pixel centres), in image fractions
+    assert pos[0, 1].tolist() == pytest.approx([1.0 / 8, 1.0 / 8]) and has[0].tolist() == [True, True]
+    assert not has[1:, 1].any()
+
+
+def test_vision_grader_scores_oracle_predictions_not_another_images(scenes_dir):
+    from molmoact2.training.nano_examples import NanoTrainData
+    from molmoact2.training.nano_vision import VisionSet, grade_predictions
+
+    vs = VisionSet(NanoTrainData.load(scenes_dir, progress=False), None, (4, 4), (64, 64))
+    assert vs.classes[0] == "background" and "bin" in vs.classes and len(vs) == 3
+    assert vs.pixels.shape == (3, 3, 64, 64) and vs.frac.shape == (3, 16, len(vs.classes))
+    oracle = grade_predictions(vs, vs.frac, vs.pos)
+    objects = oracle["objects"]
+    assert objects["n"] == sum(q["kind"] == "point" and "bin" not in q["answer"] for _, q in vs.questions)
+    assert objects["rate"] >= 0.9 and oracle["fixtures"]["rate"] >= 0.9
+    # another image's targets: the cells and positions no longer match the masks
+    rolled = grade_predictions(vs, np.roll(vs.frac, 1, axis=0), np.roll(vs.pos, 1, axis=0))
+    assert rolled["objects"]["hits"] < objects["hits"]
+
+
+def test_train_vision_changes_only_the_image_path_and_feeds_train_nano(data_dir, scenes_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from molmoact2.cli import main
+
+    a, v, f = tmp_path / "a", tmp_path / "v", tmp_path / "f"
+    assert _train(["--data", str(data_dir), "--out", str(a), "--steps", "1"]) == 0
+    common = ["train", "vision", "--init-from", str(a), "--data", str(scenes_dir), "--heldout", str(data_dir),
+              "--epochs", "2", "--batch-size", "2", "--threads", "1"]
+    assert main([*common, "--out", str(v)]) == 0
+    record = json.loads((v / "vision_pretrain.json").read_text())
+    assert record["format"] == "molmoact2_nano_vision_pretrain.v1" and record["classes"][0] == "background"
+    assert record["images"] == {"training": 3, "heldout": 2} and len(record["history"]) == 2
+    assert sum(g["n"] for g in record["grades"]["heldout"].values()) > 0 and (v / "vision_head.safetensors").is_file()
+    wa, wv = load_file(str(a / "model.safetensors")), load_file(str(v / "model.safetensors"))
+    image_path = [k for k in wa if k.startswith(("vit.", "adapter."))]
+    assert image_path and wa.keys() == wv.keys()
+    assert all(torch.equal(wa[k], wv[k]) for k in wa if k not in image_path)  # LM and expert untouched
+    assert any(not torch.equal(wa[k], wv[k]) for k in image_path)
+    assert main([*common, "--out", str(f), "--frozen"]) == 0  # a probe: only the throwaway head learns
+    wf = load_file(str(f / "model.safetensors"))
+    assert all(torch.equal(wa[k], wf[k]) for k in wa)
+    with pytest.raises(FileExistsError, match="not empty"):
+        main([*common, "--out", str(v)])
+    # the next stage starts from it; --freeze-vision keeps what it learned while the language model learns to read it
+    lm = tmp_path / "lm"
+    assert _train(["--data", str(data_dir), str(scenes_dir), "--out", str(lm), "--steps", "2",
+                   "--mix", QA_ONLY, "--init-from", str(v), "--freeze-vision"]) == 0
+    args = json.loads((lm / "training_args.json").read_text())
+    assert args["init_from"]["weights"].endswith("train_state/model") and args["config"]["freeze_vision"] is True
+    wl = load_file(str(lm / "model.safetensors"))
+    assert all(torch.equal(wv[k], wl[k]) for k in image_path)
+    assert any(not torch.equal(wv[k], wl[k]) for k in wl if k.startswith("lm."))

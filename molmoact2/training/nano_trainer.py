@@ -65,6 +65,9 @@ class TrainConfig:
     qa_kinds: tuple[str, ...] = ()
     # ViT patches pooled per LM image token, rows x cols (empty = the size's / the --init-from checkpoint's own).
     pooling: tuple[int, ...] = ()
+    # Keep the image path (ViT + adapter) as it is, e.g. after `molmoact2 train vision` taught its tokens what is
+    # where: the language model then learns to read them without its early, noisy gradients rewriting them.
+    freeze_vision: bool = False
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -257,8 +260,12 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         raise ValueError(f"{which} norm stats differ from those of {data_dir}: the actions would be normalized "
                          f"differently; use the data the checkpoint was trained on")
     model.norm_stats = data.norm_stats
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    if cfg.freeze_vision:
+        for part in (model.vit, model.adapter):
+            part.requires_grad_(False)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim >= 2]
+    no_decay = [p for n, p in trainable if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     if start:

@@ -88,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     v.add_argument("--frozen", action="store_true",
                    help="train only the readout head: a probe of what the image tokens already hold")
+    v.add_argument("--per-class-positions", action="store_true",
+                   help="a position per class per cell (default: one per cell, of the object covering most of it)")
     v.set_defaults(handler=run_vision)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -161,7 +163,8 @@ def run_vision(args: argparse.Namespace) -> int:
     from molmoact2.training.nano_vision import VisionPretrainConfig, pretrain_vision
 
     cfg = VisionPretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               threads=args.threads, frozen=args.frozen)
+                               threads=args.threads, frozen=args.frozen,
+                               per_class_positions=args.per_class_positions)
     record = pretrain_vision(args.init_from, args.data, args.heldout, args.out, cfg,
                              argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
     last = record["history"][-1]

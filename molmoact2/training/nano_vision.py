@@ -8,8 +8,8 @@ only through the language model's answer tokens. Pointing at the movable objects
 fixed point that never looks at the image (README "Finer image tokens"), so the answer tokens alone did not teach
 the ViT where the objects are. Here a throwaway readout head on the LM-input image tokens (one per `<im_patch>`)
 is trained on the scenes' segmentation: for every token cell, which named objects cover it (soft class
-fractions, "background" for the rest) and where each one's pixels are in the whole image (so a token also says
-its own position, which the LM needs to write coordinates). The ViT and adapter learn with it; the LM and the
+fractions, "background" for the rest) and where the object covering most of the cell is in the whole image (so a
+token also says where it is, which the LM needs to write coordinates; `--per-class-positions`: each class's own). The ViT and adapter learn with it; the LM and the
 action expert are untouched. `--frozen` trains the head alone: a probe of what the tokens already hold.
 
 Graded on held-out images the way pointing is graded: for each pointing question, the cell most likely to hold
@@ -48,6 +48,9 @@ class VisionPretrainConfig:
     frozen: bool = False  # True: only the head learns (a probe of what the image tokens already hold)
     # Position error is in image fractions (~0.05 for an object): weighted so it matters next to the class loss.
     position_weight: float = 20.0
+    # True: each class's centroid in each cell (the head must know the name to read a position); False: one
+    # position per cell, of its main object, so the tokens say "here" the same way for every name.
+    per_class_positions: bool = False
 
 
 # ---- targets ------------------------------------------------------------------------------------
@@ -145,46 +148,64 @@ class VisionSet:
 
 
 # ---- model pieces -------------------------------------------------------------------------------
-def make_head(width: int, num_classes: int):
+def make_head(width: int, num_classes: int, per_class: bool):
     from torch import nn
 
-    return nn.Linear(width, num_classes * 3)  # class logits, then (x, y) per class
+    # class logits, then (x, y): one per class, or one shared by the cell's main object
+    return nn.Linear(width, num_classes + 2 * (num_classes if per_class else 1))
 
 
-def head_outputs(head, tokens):
-    """tokens [N, cells, d] -> (class log-probs [N, cells, C], positions [N, cells, C, 2] in [0, 1])."""
+def head_outputs(head, tokens, num_classes: int):
+    """tokens [N, cells, d] -> (class log-probs [N, cells, C], positions [N, cells, C or 1, 2] in [0, 1])."""
     import torch
 
     out = head(tokens)
-    c = out.shape[-1] // 3
-    return torch.log_softmax(out[..., :c], dim=-1), torch.sigmoid(out[..., c:].unflatten(-1, (c, 2)))
+    c = num_classes
+    return torch.log_softmax(out[..., :c], dim=-1), torch.sigmoid(out[..., c:].unflatten(-1, (-1, 2)))
 
 
-def vision_loss(logp, pos, frac, pos_target, has, position_weight: float):
-    """Soft cross-entropy over classes per cell + squared position error where a class is present."""
+def position_targets(frac: np.ndarray, pos: np.ndarray, has: np.ndarray, per_class: bool,
+                     classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(targets [..., C or 1, 2], where they count [..., C or 1]). Shared: the centroid of the named object
+    covering most of the cell, so one readout serves every name (what the language model must learn to read);
+    a movable object wins over a fixture (the bin is large: any of its pixels is a right answer, a small
+    object's are few). Background never has a position worth learning."""
+    from molmoact2.evaluation.report import FIXTURES
+
+    if per_class:
+        mask = has.copy()
+        mask[..., 0] = False
+        return pos, mask
+    weight = np.array([1e-3 if n in FIXTURES else 1.0 for n in classes[1:]], np.float32)
+    main = (frac[..., 1:] * weight).argmax(-1) + 1
+    target = np.take_along_axis(pos, main[..., None, None].repeat(2, -1), axis=-2)
+    return target, frac[..., 1:].sum(-1, keepdims=True) > 0
+
+
+def vision_loss(logp, pos, frac, pos_target, pos_mask, position_weight: float):
+    """Soft cross-entropy over classes per cell + squared position error where a position counts."""
     ce = -(frac * logp).sum(-1).mean()
     err = ((pos - pos_target) ** 2).sum(-1)
-    objects = has.clone()
-    objects[..., 0] = False  # background has no position worth learning
-    pos_loss = (err * objects).sum() / objects.sum().clamp(min=1)
+    pos_loss = (err * pos_mask).sum() / pos_mask.sum().clamp(min=1)
     return ce + position_weight * pos_loss, ce, pos_loss
 
 
 def head_predictions(model, head, vs: VisionSet, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities [N, cells, C], positions [N, cells, C, 2]) for every image of `vs`."""
+    """(class probabilities [N, cells, C], positions [N, cells, C or 1, 2]) for every image of `vs`."""
     import torch
 
     probs, poss = [], []
     with torch.no_grad():
         for s in range(0, len(vs), batch):
-            logp, pos = head_outputs(head, model.encode_images(torch.from_numpy(vs.pixels[s:s + batch])))
+            tokens = model.encode_images(torch.from_numpy(vs.pixels[s:s + batch]))
+            logp, pos = head_outputs(head, tokens, len(vs.classes))
             probs.append(logp.exp().numpy()), poss.append(pos.numpy())
     return np.concatenate(probs), np.concatenate(poss)
 
 
 def grade_predictions(vs: VisionSet, prob: np.ndarray, pos: np.ndarray) -> dict[str, Any]:
     """Pointing from per-cell predictions: for each point question, the cell with the highest probability of
-    the named class and the position predicted for it there; correct when it lands on the object's mask.
+    the named class and the position predicted for it there (per class, or the cell's one); correct when it lands on the object's mask.
     Movable objects and fixtures (the bin) apart, as `eval qa` reports them."""
     from molmoact2.evaluation.offline import lands_on
     from molmoact2.evaluation.report import FIXTURES, _rate, pointed_name
@@ -198,7 +219,7 @@ def grade_predictions(vs: VisionSet, prob: np.ndarray, pos: np.ndarray) -> dict[
         c = index[name]
         k = int(prob[i, :, c].argmax())
         seg = vs.segs[i]
-        x, y = pos[i, k, c]
+        x, y = pos[i, k, c if pos.shape[2] > 1 else 0]
         ok = lands_on(seg, q["labels"], float(x) * seg.shape[1], float(y) * seg.shape[0])
         hits["fixtures" if name in FIXTURES else "objects"].append(ok)
     return {k: _rate(sum(v), len(v)) for k, v in hits.items() if v}
@@ -227,7 +248,10 @@ def pretrain_vision(init_from: str | os.PathLike, data_dirs: list[str | os.PathL
     train_set = VisionSet(NanoTrainData.load(data_dirs, progress=False), None, grid, size, progress)
     held = VisionSet(NanoTrainData.load(heldout_dirs, progress=False), train_set.classes, grid, size, progress) \
         if heldout_dirs else None
-    head = make_head(model.config.text_config.hidden_size, len(train_set.classes))
+    num_classes = len(train_set.classes)
+    head = make_head(model.config.text_config.hidden_size, num_classes, cfg.per_class_positions)
+    pos_target, pos_mask = position_targets(train_set.frac, train_set.pos, train_set.has, cfg.per_class_positions,
+                                            train_set.classes)
     for p in model.parameters():
         p.requires_grad_(False)
     trained = [head.parameters()] if cfg.frozen else [head.parameters(), model.vit.parameters(),
@@ -266,10 +290,10 @@ def pretrain_vision(init_from: str | os.PathLike, data_dirs: list[str | os.PathL
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 tokens = model.encode_images(torch.from_numpy(train_set.pixels[idx]))
-                logp, pos = head_outputs(head, tokens)
+                logp, pos = head_outputs(head, tokens, num_classes)
                 loss, ce, pos_loss = vision_loss(logp, pos, torch.from_numpy(train_set.frac[idx]),
-                                                 torch.from_numpy(train_set.pos[idx]),
-                                                 torch.from_numpy(train_set.has[idx]), cfg.position_weight)
+                                                 torch.from_numpy(pos_target[idx]), torch.from_numpy(pos_mask[idx]),
+                                                 cfg.position_weight)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"vision pretraining: loss is {loss.item()} at step {step}")
                 optimizer.zero_grad(set_to_none=True)

@@ -241,3 +241,22 @@ def test_fixed_point_baseline_scores_one_point_against_each_mask():
     got = fixed_point_baseline(Cache(), [0, 1, 2, 3])
     assert (got["hits"], got["n"], got["xy_1000"]) == (1, 2, [500.0, 500.0])  # the bin and the count are not scored
     assert fixed_point_baseline(Cache(), [2, 3]) is None
+
+
+def test_answer_target_correlation_reads_x_and_y_apart():
+    """Answers that follow the target's x exactly but put y anywhere: x correlates 1, y does not."""
+    from molmoact2.evaluation.qa_check import answer_target_correlation, to_markdown
+
+    def q(name, got, want):
+        return {"kind": "point", "question": f"Point to the {name}\nPlease say...",
+                "answer": got if got is None else f'<points coords="1 1 {got[0]} {got[1]}">{name}</points>',
+                "expected": f'<points coords="1 1 {want[0]} {want[1]}">{name}</points>'}
+
+    answers = [q("red cube", (100, 700), (100, 500)), q("red cube", (400, 300), (400, 520)),
+               q("blue block", (800, 500), (800, 500)), q("blue block", (600, 900), (600, 520)),
+               q("bin", (0, 0), (900, 900)), q("red cube", None, (500, 500))]  # the bin and a refusal are skipped
+    got = answer_target_correlation(answers)
+    assert got == {"x": 1.0, "y": 0.0, "n": 4}
+    assert answer_target_correlation(answers[:2]) is None  # too few to correlate
+    table = to_markdown([{"split": "held-out", "seeds": [10000, 10001], "summary": {"point_objects_correlation": got}}])
+    assert f"| point_objects: correlation of answer with target, x / y | 1.00 / 0.00 (n = 4) |" in table

@@ -51,6 +51,9 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     baseline = fixed_point_baseline(data, indices)
     if baseline is not None:
         summary["point_objects_fixed_point"] = baseline
+    follows = answer_target_correlation(answers)
+    if follows is not None:
+        summary["point_objects_correlation"] = follows
     return {"data": str(data_dir), "seeds": [low, high],
             "split": "held-out" if low >= HELD_OUT_FIRST_SEED else "training" if high < HELD_OUT_FIRST_SEED else "mixed",
             "summary": summary, "answers": answers}
@@ -78,6 +81,32 @@ def fixed_point_baseline(data: Any, indices: list[int]) -> dict[str, Any] | None
     return {**_rate(hits, len(items)), "xy_1000": [round(float(v), 1) for v in xy_1000]}
 
 
+def answer_target_correlation(answers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Pearson correlation of the answered point with the expected one, x and y apart, over the pointing
+    questions about movable objects answered with one point.
+
+    Why: a hit needs both coordinates within a few pixels; a model can follow the target in one direction and not
+    the other (objects spread widely across the image but lie in a narrow band of rows), which a hit rate hides."""
+    from molmoact2 import spatial
+    from molmoact2.evaluation.report import FIXTURES, pointed_name
+
+    pairs = []
+    for a in answers:
+        if pointed_name(a) in (None, *FIXTURES):
+            continue
+        got = spatial.parse_answer(a.get("answer") or "").points
+        if len(got) != 1:
+            continue
+        (want,) = spatial.parse_answer(a["expected"], strict=True).points
+        pairs.append((*got[0].xy_px(width=1000, height=1000), *want.xy_px(width=1000, height=1000)))
+    if len(pairs) < 3:
+        return None
+    xy = np.array(pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant answer has no correlation: NaN, shown as such
+        r = [float(np.corrcoef(xy[:, i], xy[:, i + 2])[0, 1]) for i in (0, 1)]
+    return {"x": round(r[0], 3), "y": round(r[1], 3), "n": len(pairs)}
+
+
 def to_markdown(results: list[dict[str, Any]]) -> str:
     from molmoact2.evaluation.report import _pct
 
@@ -89,4 +118,10 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
         if any(kind in r["summary"] for r in results):
             lines.append(f"| {names.get(kind, kind)} | " + " | ".join(_pct(r["summary"].get(kind)) for r in results)
                          + " |")
+    if any("point_objects_correlation" in r["summary"] for r in results):
+        def corr(c: dict[str, Any] | None) -> str:
+            return f"{c['x']:.2f} / {c['y']:.2f} (n = {c['n']})" if c else "–"
+
+        lines.append("| point_objects: correlation of answer with target, x / y | "
+                     + " | ".join(corr(r["summary"].get("point_objects_correlation")) for r in results) + " |")
     return "\n".join(lines) + "\n"

@@ -138,23 +138,29 @@ def _init_weights_dir(path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"--init-from: {path} is not a Nano checkpoint directory (no config.json)")
 
 
-def load_init_weights(path: str | os.PathLike, size: str):
-    """(model, processor) in fp32 from a trained checkpoint, checked against the requested --size."""
+def load_weights(path: str | os.PathLike):
+    """(model, processor) in fp32 from a checkpoint or a training directory (its fp32 weights when it has them)."""
     import torch
 
-    from molmoact2.models.nano.factory import SIZES
     from molmoact2.models.nano.modeling_nano import NanoForConditionalGeneration
     from molmoact2.models.nano.processing_nano import NanoProcessor
 
     src = _init_weights_dir(path)
-    model = NanoForConditionalGeneration.from_pretrained(str(src)).to(torch.float32)
+    return NanoForConditionalGeneration.from_pretrained(str(src)).to(torch.float32), NanoProcessor.from_pretrained(src)
+
+
+def load_init_weights(path: str | os.PathLike, size: str):
+    """(model, processor) in fp32 from a trained checkpoint, checked against the requested --size."""
+    from molmoact2.models.nano.factory import SIZES
+
+    model, processor = load_weights(path)
     text = model.config.text_config
     want = SIZES[size]["text"]
     got = {k: getattr(text, k) for k in ("hidden_size", "num_hidden_layers")}
     if got != {k: want[k] for k in got}:
         raise ValueError(f"--init-from: {path} has a text model of {got}, not size {size!r} "
                          f"({ {k: want[k] for k in got} }); pass the matching --size")
-    return model, NanoProcessor.from_pretrained(src)
+    return model, processor
 
 
 def init_provenance(path: str | os.PathLike) -> dict[str, Any]:

@@ -127,7 +127,6 @@ class VisionSet:
             if key in labels and key not in first:
                 first[key] = item
         self.keys = list(labels)
-        self.names = [labels[k] for k in self.keys]
         pixels, frac, pos, has, segs = [], [], [], [], []
         for key in tqdm(self.keys, desc="vision targets", unit="image", file=sys.stderr, disable=not progress):
             item = first[key]
@@ -139,7 +138,7 @@ class VisionSet:
         self.frac, self.pos, self.has = np.stack(frac), np.stack(pos), np.stack(has)
         self.segs = segs
         at = {k: i for i, k in enumerate(self.keys)}
-        # (image index, question) for every pointing question: what grade_points asks
+        # (image index, question) for every pointing question: what grade_predictions asks
         self.questions = [(at[key], q) for q in data.qa
                           if q["kind"] == "point" and (key := (q.get("cache", 0), q.get("seg_key"))) in at]
 
@@ -235,7 +234,7 @@ def pretrain_vision(init_from: str | os.PathLike, data_dirs: list[str | os.PathL
 
     from molmoact2.training.nano_data import partial_dir
     from molmoact2.training.nano_examples import NanoTrainData
-    from molmoact2.training.nano_trainer import STATE_DIR, export_checkpoint
+    from molmoact2.training.nano_trainer import STATE_DIR, export_checkpoint, load_weights
 
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs and batch size: expected >= 1, got {cfg.epochs} and {cfg.batch_size}")
@@ -243,7 +242,7 @@ def pretrain_vision(init_from: str | os.PathLike, data_dirs: list[str | os.PathL
     tmp = partial_dir(out, False, "train vision")  # refuses a non-empty OUT before any work
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model, processor = load_any_size(init_from)
+    model, processor = load_weights(init_from)
     grid, size = tuple(processor.image_grid), tuple(processor.image_size)
     train_set = VisionSet(NanoTrainData.load(data_dirs, progress=False), None, grid, size, progress)
     held = VisionSet(NanoTrainData.load(heldout_dirs, progress=False), train_set.classes, grid, size, progress) \
@@ -252,15 +251,11 @@ def pretrain_vision(init_from: str | os.PathLike, data_dirs: list[str | os.PathL
     head = make_head(model.config.text_config.hidden_size, num_classes, cfg.per_class_positions)
     pos_target, pos_mask = position_targets(train_set.frac, train_set.pos, train_set.has, cfg.per_class_positions,
                                             train_set.classes)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    trained = [head.parameters()] if cfg.frozen else [head.parameters(), model.vit.parameters(),
-                                                      model.adapter.parameters()]
-    if not cfg.frozen:
-        for part in (model.vit, model.adapter):
-            for p in part.parameters():
-                p.requires_grad_(True)
-    params = [p for group in trained for p in group]
+    model.requires_grad_(False)
+    learners = [head] if cfg.frozen else [head, model.vit, model.adapter]
+    for part in learners:
+        part.requires_grad_(True)
+    params = [p for part in learners for p in part.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed)
     steps_per_epoch = -(-len(train_set) // cfg.batch_size)
@@ -323,15 +318,3 @@ def pretrain_vision(init_from: str | os.PathLike, data_dirs: list[str | os.PathL
     tmp.rename(out)
     record["model_mib"] = export_checkpoint(out, model, processor)
     return record
-
-
-def load_any_size(path: str | os.PathLike):
-    """(model fp32, processor) from a checkpoint or training directory (its fp32 weights when it has them)."""
-    import torch
-
-    from molmoact2.models.nano.modeling_nano import NanoForConditionalGeneration
-    from molmoact2.models.nano.processing_nano import NanoProcessor
-    from molmoact2.training.nano_trainer import _init_weights_dir
-
-    src = _init_weights_dir(path)
-    return NanoForConditionalGeneration.from_pretrained(str(src)).to(torch.float32), NanoProcessor.from_pretrained(src)

@@ -57,21 +57,16 @@ class VisionPretrainConfig:
 def scene_labels(qa: list[dict[str, Any]]) -> dict[tuple[int, str], dict[int, str]]:
     """{(cache, segmentation key): {segmentation label: object name}} from the point and box questions, which
     name every visible object of their image."""
+    from molmoact2 import spatial
+
     out: dict[tuple[int, str], dict[int, str]] = {}
     for item in qa:
         if item["kind"] not in ("point", "box") or len(item.get("labels", [])) != 1:
             continue
-        name = _tag_label(item["answer"])
+        name = spatial.parse_answer(item["answer"]).text.strip()  # the tag's label: "red cube"
         if name:
             out.setdefault((item.get("cache", 0), item["seg_key"]), {})[int(item["labels"][0])] = name
     return out
-
-
-def _tag_label(answer: str) -> str | None:
-    import re
-
-    m = re.search(r">([^<>]+)</(?:points|boxes)>", answer)
-    return m.group(1).strip() if m else None
 
 
 def cell_targets(seg: np.ndarray, names: dict[int, str], classes: tuple[str, ...],

@@ -260,3 +260,63 @@ def test_answer_target_correlation_reads_x_and_y_apart():
     assert answer_target_correlation(answers[:2]) is None  # too few to correlate
     table = to_markdown([{"split": "held-out", "seeds": [10000, 10001], "summary": {"point_objects_correlation": got}}])
     assert f"| point_objects: correlation of answer with target, x / y | 1.00 / 0.00 (n = 4) |" in table
+
+
+def test_nearest_object_separates_choosing_the_object_from_hitting_it():
+    """Points near (not on) the named object count as choosing it; the bin questions and refusals are not scored."""
+    from molmoact2.evaluation.qa_check import nearest_object, to_markdown
+
+    seg = np.zeros((100, 100), dtype=np.int64)
+    seg[10:20, 10:20] = 3  # red cube, top left
+    seg[10:20, 80:90] = 4  # blue block, top right
+    seg[70:95, 40:60] = 9  # the bin
+
+    def item(name, label):
+        return {"kind": "point", "question": f"Point to the {name}\nPlease say...", "labels": [label],
+                "seg_key": "s0", "answer": f'<points coords="1 1 500 500">{name}</points>'}
+
+    class Cache:
+        qa = [item("red cube", 3), item("blue block", 4), item("bin", 9)]
+
+        @staticmethod
+        def qa_segmentation(_item):
+            return seg
+
+    def answer(index, xy):
+        return {"index": index, "kind": "point", "question": Cache.qa[index]["question"],
+                "answer": None if xy is None else f'<points coords="1 1 {xy[0]} {xy[1]}">x</points>'}
+
+    answers = [answer(0, (250, 150)),  # 5 px right of the red cube: chose it, missed it
+               answer(1, (250, 150)),  # the same point for the blue block: chose the red cube
+               answer(1, (950, 150)),  # right of the blue block: chose it
+               answer(2, (500, 800)), answer(0, None)]  # the bin and a refusal: not scored
+    got = nearest_object(Cache(), answers)
+    assert (got["hits"], got["n"], got["chance"]) == (2, 3, pytest.approx(1 / 3, abs=1e-3))
+    table = to_markdown([{"split": "held-out", "seeds": [10000, 10001], "summary": {"point_objects_nearest": got}}])
+    assert "| point_objects: the object nearest the point is the named one | 67% (2/3) (chance 33%) |" in table
+
+
+def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tmp_path):
+    from molmoact2.evaluation.qa_check import head_reading
+    from molmoact2.evaluation.report import FIXTURES, pointed_name
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.models.nano.policy import load_nano
+    from molmoact2.training.nano_examples import NanoTrainData
+
+    policy = load_nano(make_random_checkpoint(tmp_path / "nano_random"))
+    data = NanoTrainData.load(heldout_dir, progress=False)
+    objects = [i for i, q in enumerate(data.qa) if pointed_name(q) not in (None, *FIXTURES)]
+    assert objects
+    # the "model's own" answers here are the expected ones; one refusal is skipped
+    answers = [{"index": i, "kind": "point", "question": data.qa[i]["question"], "answer": data.qa[i]["answer"],
+                "n_points": 1} for i in objects] + [{**data.qa[objects[0]], "index": objects[0], "answer": "There are none.",
+                                                     "n_points": 0}]
+    got = head_reading(policy, data, answers, 1, 0)
+    assert got["n"] == len(objects) and (got["layer"], got["head"]) == (1, 0)
+    assert 0 < got["share"] < 1 and 0 < got["even_share"] < 1 and 0 <= got["top_cell_hits"] <= got["n"]
+    with pytest.raises(ValueError, match="grounding head 99"):
+        head_reading(policy, data, answers, 1, 99)
+    from molmoact2.cli import main
+
+    with pytest.raises(SystemExit, match="LAYER.HEAD"):
+        main(["eval", "qa", "--checkpoint", str(tmp_path / "nano_random"), "--data", str(heldout_dir), "--head", "3"])

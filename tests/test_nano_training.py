@@ -400,3 +400,86 @@ def test_train_vision_changes_only_the_image_path_and_feeds_train_nano(data_dir,
     wl = load_file(str(lm / "model.safetensors"))
     assert all(torch.equal(wv[k], wl[k]) for k in image_path)
     assert any(not torch.equal(wv[k], wl[k]) for k in wl if k.startswith("lm."))
+
+
+def test_grounding_targets_mark_the_objects_cells_and_the_coordinate_tokens(tiny):
+    from molmoact2.models.nano.grounding import cell_fractions, coordinate_token_indices
+
+    mask = np.zeros((8, 8), bool)
+    mask[0:2, 3:5] = True  # 4 pixels, split over the two top cells of a 2x2 grid
+    assert cell_fractions(mask, (2, 2)).tolist() == [0.5, 0.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match="covers no pixel"):
+        cell_fractions(np.zeros((8, 8), bool), (2, 2))
+    tok = tiny[1].tokenizer
+    answer = '<points coords="1 1 523 187 2 40 50">red cube</points>'
+    ids = tok.encode(answer, add_special_tokens=False)
+    spelled = "".join(tok.decode([ids[i]]) for i in coordinate_token_indices(tok, answer))
+    assert spelled.strip() == "523 187"  # the first point only, x then y
+    assert coordinate_token_indices(tok, "There are none.") == []
+
+
+def test_grounding_head_attention_is_the_layers_own_and_the_loss_teaches_it(data, tiny):
+    from molmoact2.models.nano.grounding import HeadInputs, head_attention
+    from molmoact2.models.nano.train_step import build_example, collate, compute_losses
+
+    model, proc = tiny
+    data.grounding = True
+    try:
+        items = [q for q in data.qa if q["kind"] == "point"][:2]
+        examples = [build_example(model, proc, **data.qa_inputs(q)) for q in items]
+    finally:
+        data.grounding = False
+    for ex, q in zip(examples, items):
+        g = ex["grounding"]
+        ids = ex["input_ids"].tolist()
+        assert all(ids[p] == model.config.image_patch_id for p in g["image_positions"])
+        assert g["target"].sum() == pytest.approx(1.0) and g["target"].shape == (len(g["image_positions"]),)
+        # the query positions predict the first point's digits (their labels are the coordinate tokens)
+        want = spatial.parse_answer(q["answer"], strict=True).points[0]
+        spelled = "".join(proc.tokenizer.decode([ids[p + 1]]) for p in g["query_positions"])
+        assert spelled.split() == [str(int(round(want.x))), str(int(round(want.y)))]
+    batch = collate(examples, proc)
+    # The recomputed probabilities, applied to the layer's values, give exactly that head's attention output.
+    layer, head = 1, 0
+    attn = model.lm.layers[layer].self_attn
+    seen = {}
+    hook = attn.o_proj.register_forward_pre_hook(lambda _m, args: seen.update(y=args[0]))
+    cache = model.new_cache()
+    try:
+        with torch.no_grad(), HeadInputs(model, layer) as captured:
+            model.forward(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], cache=cache)
+    finally:
+        hook.remove()
+    g = batch["grounding"]
+    probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], head)
+    values = cache.values[layer][g["rows"], head // (attn.n_heads // attn.n_kv)]
+    mixed = torch.einsum("nt,ntd->nd", probs, values)
+    assert torch.allclose(mixed, seen["y"][g["rows"], g["queries"], :attn.head_dim], atol=1e-5)
+    # A few steps on this batch move that head's attention onto the objects (the loss can fail to fall).
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        first = None
+        for _ in range(15):
+            losses = compute_losses(model, batch, ground_weight=1.0, ground_layer=layer, ground_head=head)
+            first = first if first is not None else float(losses["ground_loss"].detach())
+            opt.zero_grad()
+            losses["ground_loss"].backward()
+            opt.step()
+        last = float(compute_losses(model, batch, ground_weight=1.0, ground_layer=layer, ground_head=head)["ground_loss"])
+    finally:
+        model.load_state_dict(before)  # the module-scoped model stays as the other tests expect it
+    assert last < 0.8 * first, (first, last)
+    with pytest.raises(ValueError, match="grounding layer 9"):
+        compute_losses(model, batch, ground_weight=1.0, ground_layer=9)
+
+
+def test_train_nano_logs_the_grounding_loss(data_dir, scenes_dir, tmp_path):
+    out = tmp_path / "g"
+    assert _train(["--data", str(data_dir), str(scenes_dir), "--out", str(out), "--steps", "2", "--mix", QA_ONLY,
+                   "--qa-kinds", "point", "--ground-weight", "0.5", "--ground-layer", "1"]) == 0
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["ground_loss"] > 0 and r["loss"] > r["qa_ce"] for r in rows)
+    cfg = json.loads((out / "training_args.json").read_text())["config"]
+    assert (cfg["ground_weight"], cfg["ground_layer"], cfg["ground_head"]) == (0.5, 1, 0)

@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     q.add_argument("--kinds", default="", help="grade only these kinds, comma-separated (point, closer, "
                                                "point_absent, count; default all)")
+    q.add_argument("--head", default="", metavar="LAYER.HEAD",
+                   help="also measure where this attention head looks while the model writes its points, e.g. 3.0 "
+                        "(the head `train nano --ground-weight` teaches; layer and head 0-based)")
     q.add_argument("--out", default="", help="write every answer and the summaries as JSON here")
     q.set_defaults(handler=run_qa)
     w = sub.add_parser("words", help="same scene and noise, only the object's name swapped: does the plan move "
@@ -142,6 +145,12 @@ def run_qa(args: argparse.Namespace) -> int:
     for d in args.data:
         if not (Path(d) / "qa.json").is_file():
             raise SystemExit(f"eval qa: {d} is not a data cache with qa.json (build one with `molmoact2 train data`)")
+    head = None
+    if args.head:
+        layer, _, index = args.head.partition(".")
+        if not (layer.isdigit() and index.isdigit()):
+            raise SystemExit(f"eval qa: --head expects LAYER.HEAD (0-based integers, e.g. 3.0), got {args.head!r}")
+        head = (int(layer), int(index))
     import torch
 
     from molmoact2.evaluation.qa_check import GRADED_KINDS, grade, to_markdown
@@ -151,7 +160,8 @@ def run_qa(args: argparse.Namespace) -> int:
     policy = load_nano(args.checkpoint, seed=args.seed)
     kinds = tuple(_split(args.kinds)) if args.kinds else GRADED_KINDS
     try:
-        results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed, kinds=kinds) for d in args.data]
+        results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed, kinds=kinds, head=head)
+                   for d in args.data]
     except ValueError as exc:
         raise SystemExit(f"eval qa: {exc}") from None
     print(to_markdown(results))

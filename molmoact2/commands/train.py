@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "2x2, or the --init-from checkpoint's own)")
     n.add_argument("--freeze-vision", action="store_true",
                    help="keep the ViT and image adapter as they are (e.g. after `train vision`); the rest learns")
+    n.add_argument("--ground-weight", type=float, default=0.0, metavar="W",
+                   help="grounding loss weight (0 = off): while a pointing answer's coordinates are written, one "
+                        "attention head is trained to look at the image tokens covering the named object")
+    n.add_argument("--ground-layer", type=int, default=3, help="language-model layer of that head (0-based)")
+    n.add_argument("--ground-head", type=int, default=0, help="which head of that layer (0-based)")
     n.set_defaults(handler=run_nano)
 
     v = sub.add_parser("vision", help="teach the image tokens what is where (a readout head on the scenes' "
@@ -148,7 +153,8 @@ def run_nano(args: argparse.Namespace) -> int:
                       action_tokenizer=str(args.action_tokenizer or DEFAULT_ACTION_TOKENIZER),
                       init_from=str(args.init_from),
                       qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()),
-                      pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision)
+                      pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
+                      ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

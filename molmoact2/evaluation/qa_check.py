@@ -30,8 +30,10 @@ def sample_questions(qa: list[dict[str, Any]], n: int | None, seed: int = 0,
 
 
 def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240, seed: int = 0,
-          kinds: tuple[str, ...] = GRADED_KINDS, progress: bool = True) -> dict[str, Any]:
-    """Answers to a sample of `data_dir`'s questions, graded as `molmoact2 eval nano` grades them."""
+          kinds: tuple[str, ...] = GRADED_KINDS, progress: bool = True,
+          head: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Answers to a sample of `data_dir`'s questions, graded as `molmoact2 eval nano` grades them. `head` =
+    (layer, head): also where that attention head looks while the model writes its points (`head_reading`)."""
     from tqdm.auto import tqdm
 
     from molmoact2.evaluation.nano_eval import HELD_OUT_FIRST_SEED
@@ -54,6 +56,13 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     follows = answer_target_correlation(answers)
     if follows is not None:
         summary["point_objects_correlation"] = follows
+    chosen = nearest_object(data, answers)
+    if chosen is not None:
+        summary["point_objects_nearest"] = chosen
+    if head is not None:
+        reading = head_reading(policy, data, answers, *head, progress=progress)
+        if reading is not None:
+            summary["point_objects_head"] = reading
     return {"data": str(data_dir), "seeds": [low, high],
             "split": "held-out" if low >= HELD_OUT_FIRST_SEED else "training" if high < HELD_OUT_FIRST_SEED else "mixed",
             "summary": summary, "answers": answers}
@@ -107,6 +116,95 @@ def answer_target_correlation(answers: list[dict[str, Any]]) -> dict[str, Any] |
     return {"x": round(r[0], 3), "y": round(r[1], 3), "n": len(pairs)}
 
 
+def _object_masks(data: Any) -> dict[tuple[int, str], dict[str, tuple[int, ...]]]:
+    """{(cache, segmentation key): {name: labels}} for every object a pointing question names (the bin too)."""
+    from molmoact2.evaluation.report import pointed_name
+
+    out: dict[tuple[int, str], dict[str, tuple[int, ...]]] = {}
+    for q in data.qa:
+        name = pointed_name(q)
+        if name is not None and q.get("labels"):
+            out.setdefault((q.get("cache", 0), q.get("seg_key")), {})[name] = tuple(q["labels"])
+    return out
+
+
+def nearest_object(data: Any, answers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How often the object nearest the answered point (pixel distance to its visible pixels) is the named one,
+    over movable-object pointing questions in images where a pointing question names 2+ objects; with chance.
+
+    Why: a hit needs the right object AND a point within a few pixels of it. This separates the first (does the
+    model know which object the name means?) from the second (can it write the position precisely?)."""
+    from molmoact2 import spatial
+    from molmoact2.evaluation.report import FIXTURES, _rate, pointed_name
+
+    objects = _object_masks(data)
+    hits, chance = 0, []
+    for a in answers:
+        name = pointed_name(a)
+        if name in (None, *FIXTURES):
+            continue
+        item = data.qa[a["index"]]
+        candidates = objects.get((item.get("cache", 0), item.get("seg_key")), {})
+        seg = data.qa_segmentation(item)
+        points = spatial.parse_answer(a.get("answer") or "").points_px(width=seg.shape[1], height=seg.shape[0], image=1)
+        if len(candidates) < 2 or len(points) == 0:
+            continue
+        x, y = points[0]
+        distance = {}
+        for other, labels in candidates.items():
+            rows, cols = np.nonzero(np.isin(seg, labels))
+            if len(rows):
+                distance[other] = float(np.min(np.hypot(cols + 0.5 - x, rows + 0.5 - y)))
+        hits += min(distance, key=distance.get) == name
+        chance.append(1.0 / len(distance))
+    if not chance:
+        return None
+    return {**_rate(hits, len(chance)), "chance": round(float(np.mean(chance)), 3)}
+
+
+def head_reading(policy: Any, data: Any, answers: list[dict[str, Any]], layer: int, head: int,
+                 progress: bool = False) -> dict[str, Any] | None:
+    """Where attention head (`layer`, `head`) looks while the model writes its own first point, for the
+    movable-object pointing questions answered with a point: its attention share on the `<im_patch>` tokens that
+    cover the named object (mean), how often its most-attended image token covers the object, and what attention
+    spread evenly over the image tokens would give (the baseline). The head `train nano --ground-weight` teaches.
+
+    Computed by one teacher-forced pass over the question and the model's own answer (the same numbers the
+    generating pass saw)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from molmoact2.evaluation.report import FIXTURES, pointed_name
+    from molmoact2.models.nano.grounding import HeadInputs, head_attention
+    from molmoact2.models.nano.train_step import build_example, collate
+
+    model, processor = policy.model, policy.processor
+    share, top, even = [], 0, []
+    todo = [a for a in answers if pointed_name(a) not in (None, *FIXTURES) and a.get("n_points")]
+    for a in tqdm(todo, desc=f"head {layer}.{head}", unit="q", disable=not progress or not todo):
+        item = data.qa[a["index"]]
+        mask = np.isin(data.qa_segmentation(item), item["labels"])
+        ex = build_example(model, processor, style="qa", images=[data.qa_image(item)], question=item["question"],
+                           answer=a["answer"], ground_mask=mask)
+        if ex.get("grounding") is None:
+            continue
+        batch = collate([ex], processor)
+        cache = model.new_cache()
+        with torch.inference_mode(), HeadInputs(model, layer) as captured:
+            model.forward(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], cache=cache)
+            g = batch["grounding"]
+            probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], head)
+        on_image = probs.gather(1, g["keys"]).mean(0)  # [cells], averaged over the coordinate positions
+        target = g["target"][0]
+        share.append(float(on_image[target > 0].sum()))
+        top += bool(target[int(on_image.argmax())] > 0)
+        even.append(float(on_image.sum()) * float((target > 0).float().mean()))
+    if not share:
+        return None
+    return {"layer": layer, "head": head, "n": len(share), "share": round(float(np.mean(share)), 3),
+            "top_cell_hits": top, "top_cell_rate": top / len(share), "even_share": round(float(np.mean(even)), 3)}
+
+
 def to_markdown(results: list[dict[str, Any]]) -> str:
     from molmoact2.evaluation.report import _pct
 
@@ -124,4 +222,19 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
 
         lines.append("| point_objects: correlation of answer with target, x / y | "
                      + " | ".join(corr(r["summary"].get("point_objects_correlation")) for r in results) + " |")
+    if any("point_objects_nearest" in r["summary"] for r in results):
+        def nearest(c: dict[str, Any] | None) -> str:
+            return f"{_pct(c)} (chance {c['chance']:.0%})" if c else "–"
+
+        lines.append("| point_objects: the object nearest the point is the named one | "
+                     + " | ".join(nearest(r["summary"].get("point_objects_nearest")) for r in results) + " |")
+    heads = [r["summary"].get("point_objects_head") for r in results]
+    if any(heads):
+        h = next(x for x in heads if x)
+        def reading(c: dict[str, Any] | None) -> str:
+            return (f"{c['share']:.0%} on the object (even spread {c['even_share']:.0%}); top token on it "
+                    f"{c['top_cell_rate']:.0%} ({c['top_cell_hits']}/{c['n']})") if c else "–"
+
+        lines.append(f"| point_objects: head {h['layer']}.{h['head']} attention while writing the point | "
+                     + " | ".join(reading(c) for c in heads) + " |")
     return "\n".join(lines) + "\n"

@@ -80,6 +80,7 @@ class NanoTrainData:
         self.index = np.concatenate([np.stack([np.full(n, i), np.arange(n)], 1) for i, n in enumerate(lengths)]) \
             if lengths.size else np.zeros((0, 2), np.int64)
         self.action_tokenizer = action_tokenizer
+        self.grounding = False  # True: pointing questions carry their object's mask (qa_inputs)
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -209,8 +210,11 @@ class NanoTrainData:
         return self.frame_inputs(style, e, f)
 
     def qa_inputs(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {"style": "qa", "images": [self.qa_image(item)], "question": item["question"],
-                "answer": item["answer"]}
+        kw = {"style": "qa", "images": [self.qa_image(item)], "question": item["question"], "answer": item["answer"]}
+        if self.grounding and item["kind"] == "point" and item.get("labels"):
+            # the named object's pixels: the grounding loss's target (train nano --ground-weight)
+            kw["ground_mask"] = np.isin(self.qa_segmentation(item), item["labels"])
+        return kw
 
     def frame_inputs(self, style: str, e: int, f: int) -> dict[str, Any]:
         """A robot-style example of episode `e`, frame `f` (style action | depth | depth_action)."""

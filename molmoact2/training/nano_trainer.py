@@ -68,6 +68,11 @@ class TrainConfig:
     # Keep the image path (ViT + adapter) as it is, e.g. after `molmoact2 train vision` taught its tokens what is
     # where: the language model then learns to read them without its early, noisy gradients rewriting them.
     freeze_vision: bool = False
+    # Grounding loss (models/nano/grounding.py): weight (0 = off), and which layer's head is told where the named
+    # object is while the point's coordinates are written.
+    ground_weight: float = 0.0
+    ground_layer: int = 3
+    ground_head: int = 0
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -202,7 +207,7 @@ def style_losses(styles: list[str], losses: dict[str, Any]) -> dict[str, float]:
 
 
 _SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_action_ce": "d+a",
-          "depth_action_flow": "d+aF", "qa_ce": "qa"}
+          "depth_action_flow": "d+aF", "qa_ce": "qa", "ground_loss": "gnd"}
 
 
 def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *,
@@ -250,6 +255,7 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     data = NanoTrainData.load(data_dir, action_tokenizer=cfg.action_tokenizer or None, progress=progress)
     if cfg.qa_kinds:
         data.keep_questions(cfg.qa_kinds)
+    data.grounding = cfg.ground_weight > 0
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")
@@ -315,8 +321,11 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
             batch = collate(examples, processor)
             losses = train_step(model, batch, optimizer, generator=_torch_generator(cfg.seed, step),
                                 depth_noise_p=cfg.depth_noise_p, num_noise_samples=cfg.num_noise_samples,
-                                flow_weight=cfg.flow_weight, row_losses=True)
+                                flow_weight=cfg.flow_weight, row_losses=True, ground_weight=cfg.ground_weight,
+                                ground_layer=cfg.ground_layer, ground_head=cfg.ground_head)
             per_style = style_losses(styles, losses)
+            if "ground_loss" in losses:
+                per_style["ground_loss"] = losses["ground_loss"]
             record = {"step": step + 1, "lr": lr, "loss": losses["loss"], "lm_loss": losses["lm_loss"],
                       "flow_loss": losses.get("flow_loss"), **per_style, "styles": {s: styles.count(s) for s in STYLE_ORDER},
                       "seconds": round(time.perf_counter() - t0, 3)}

@@ -15,6 +15,7 @@ The simulator data pipeline and the training loop live in `molmoact2.training` (
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ import torch
 
 from molmoact2 import tokens as T
 from molmoact2.models.nano.action_expert import flow_matching_loss
+from molmoact2.models.nano.grounding import (HeadInputs, cell_fractions, collate_grounding, coordinate_token_indices,
+                                             grounding_loss, head_attention)
 from molmoact2.models.nano.normalization import normalize_actions, stats_dim
 
 STYLES = ("action", "depth", "depth_action", "qa")
@@ -30,8 +33,10 @@ _PROMPT_STYLE = {"action": "robot_action", "depth": "robot_depth", "depth_action
 
 def build_example(model, processor, *, style: str, images: list[Any], norm_tag: str | None = None,
                   task: str | None = None, state: Any = None, actions: Any = None, depth_bins: Any = None,
-                  action_ids: Any = None, question: str | None = None, answer: str | None = None) -> dict[str, Any]:
-    """Token ids, labels, images and (normalized, padded) action targets for one sample."""
+                  action_ids: Any = None, question: str | None = None, answer: str | None = None,
+                  ground_mask: Any = None) -> dict[str, Any]:
+    """Token ids, labels, images and (normalized, padded) action targets for one sample. `ground_mask` (qa only:
+    the named object's pixels [H, W] in the image) adds the grounding target (grounding.py)."""
     if style not in STYLES:
         raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
     cfg = model.config
@@ -81,6 +86,8 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
     ex: dict[str, Any] = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
                           "pixel_values": enc.get("pixel_values"), "hide_from_expert": torch.from_numpy(hide),
                           "depth_input": torch.from_numpy(is_depth_input), "actions": None, "action_mask": None}
+    if ground_mask is not None:
+        ex["grounding"] = _grounding_target(processor, prompt_ids, len(prompt_ids), answer, ground_mask, style)
     if actions is not None and style in ("action", "depth_action"):
         a = np.asarray(actions, dtype=np.float32)
         dim = stats_dim(meta["action_stats"], "action")
@@ -92,6 +99,24 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
         mask[: a.shape[0], :dim] = 1.0
         ex["actions"], ex["action_mask"] = torch.from_numpy(padded), torch.from_numpy(mask)
     return ex
+
+
+def _grounding_target(processor, prompt_ids: list[int], n_prompt: int, answer: str | None, mask: Any,
+                      style: str) -> dict[str, Any] | None:
+    """Query positions (those predicting the first point's coordinate tokens), the first image's `<im_patch>`
+    positions and the object's share of each token cell; None if the answer holds no point."""
+    if style != "qa":
+        raise ValueError(f"ground_mask= is for style 'qa' (a pointing answer), got style {style!r}")
+    coords = coordinate_token_indices(processor.tokenizer, answer)
+    if not coords:
+        return None
+    rows, cols = processor.image_grid
+    patch = processor.tokenizer.convert_tokens_to_ids("<im_patch>")
+    positions = [i for i, t in enumerate(prompt_ids) if t == patch][: rows * cols]
+    if len(positions) != rows * cols:
+        raise ValueError(f"grounding: expected {rows * cols} <im_patch> tokens for the first image, got {len(positions)}")
+    return {"query_positions": [n_prompt + j - 1 for j in coords], "image_positions": np.asarray(positions),
+            "target": cell_fractions(mask, (rows, cols))}
 
 
 def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor]:
@@ -120,13 +145,18 @@ def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor
                                       for e in examples])
         out["action_mask"] = torch.stack([e["action_mask"] if e["action_mask"] is not None
                                           else torch.zeros_like(template["action_mask"]) for e in examples])
+    grounding = collate_grounding(examples)
+    if grounding is not None:
+        out["grounding"] = grounding
     return out
 
 
 def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,
                    depth_noise_p: float = 0.1, num_noise_samples: int = 1, flow_weight: float = 1.0,
-                   row_losses: bool = False) -> dict[str, torch.Tensor]:
-    """`row_losses=True` adds detached per-sample figures for progress displays (the training loss
+                   row_losses: bool = False, ground_weight: float = 0.0, ground_layer: int = 3,
+                   ground_head: int = 0) -> dict[str, torch.Tensor]:
+    """`ground_weight > 0` adds the grounding loss (grounding.py) of head `ground_head` in layer `ground_layer`
+    on the batch's pointing answers (`ground_loss`). `row_losses=True` adds detached per-sample figures for progress displays (the training loss
     itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token cross-entropy summed / counted per
     sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without a continuous target)."""
     cfg = model.config
@@ -136,9 +166,16 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
         random_codes = cfg.depth_token_start_id + torch.randint(0, cfg.num_depth_tokens, ids.shape, generator=generator)
         ids = torch.where(flip, random_codes, ids)  # labels keep the true codes
     cache = model.new_cache()
-    out = model.forward(ids, batch["attention_mask"], batch.get("pixel_values"), cache=cache, labels=batch["labels"])
+    grounded = ground_weight > 0 and "grounding" in batch
+    with HeadInputs(model, ground_layer) if grounded else contextlib.nullcontext() as captured:
+        out = model.forward(ids, batch["attention_mask"], batch.get("pixel_values"), cache=cache, labels=batch["labels"])
     losses = {"lm_loss": out["loss"]}
     total = out["loss"]
+    if grounded:
+        g = batch["grounding"]
+        probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], ground_head)
+        losses["ground_loss"] = grounding_loss(probs, g["keys"], g["target"])
+        total = total + ground_weight * losses["ground_loss"]
     if row_losses:
         with torch.no_grad():
             labels = batch["labels"][:, 1:]

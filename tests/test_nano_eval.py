@@ -309,8 +309,8 @@ def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tm
     assert objects
     # the "model's own" answers here are the expected ones; one refusal is skipped
     answers = [{"index": i, "kind": "point", "question": data.qa[i]["question"], "answer": data.qa[i]["answer"],
-                "n_points": 1} for i in objects] + [{**data.qa[objects[0]], "index": objects[0], "answer": "There are none.",
-                                                     "n_points": 0}]
+                "n_points": 1} for i in objects]
+    answers.append({**data.qa[objects[0]], "index": objects[0], "answer": "There are none.", "n_points": 0})
     got = head_reading(policy, data, answers, 1, 0)
     assert got["n"] == len(objects) and (got["layer"], got["head"]) == (1, 0)
     assert 0 < got["share"] < 1 and 0 < got["even_share"] < 1 and 0 <= got["top_cell_hits"] <= got["n"]

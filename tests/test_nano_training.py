@@ -467,7 +467,8 @@ def test_grounding_head_attention_is_the_layers_own_and_the_loss_teaches_it(data
             opt.zero_grad()
             losses["ground_loss"].backward()
             opt.step()
-        last = float(compute_losses(model, batch, ground_weight=1.0, ground_layer=layer, ground_head=head)["ground_loss"].detach())
+        last = compute_losses(model, batch, ground_weight=1.0, ground_layer=layer, ground_head=head)["ground_loss"]
+        last = float(last.detach())
     finally:
         model.load_state_dict(before)  # the module-scoped model stays as the other tests expect it
     assert last < 0.8 * first, (first, last)

@@ -114,7 +114,8 @@ def _grounding_target(processor, prompt_ids: list[int], n_prompt: int, answer: s
     patch = processor.tokenizer.convert_tokens_to_ids("<im_patch>")
     positions = [i for i, t in enumerate(prompt_ids) if t == patch][: rows * cols]
     if len(positions) != rows * cols:
-        raise ValueError(f"grounding: expected {rows * cols} <im_patch> tokens for the first image, got {len(positions)}")
+        raise ValueError(f"grounding: expected {rows * cols} <im_patch> tokens for the first image, "
+                         f"got {len(positions)}")
     return {"query_positions": [n_prompt + j - 1 for j in coords], "image_positions": np.asarray(positions),
             "target": cell_fractions(mask, (rows, cols))}
 
@@ -156,9 +157,10 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
                    row_losses: bool = False, ground_weight: float = 0.0, ground_layer: int = 3,
                    ground_head: int = 0) -> dict[str, torch.Tensor]:
     """`ground_weight > 0` adds the grounding loss (grounding.py) of head `ground_head` in layer `ground_layer`
-    on the batch's pointing answers (`ground_loss`). `row_losses=True` adds detached per-sample figures for progress displays (the training loss
-    itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token cross-entropy summed / counted per
-    sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without a continuous target)."""
+    on the batch's pointing answers (`ground_loss`). `row_losses=True` adds detached per-sample figures for
+    progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token
+    cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without
+    a continuous target)."""
     cfg = model.config
     ids = batch["input_ids"]
     if depth_noise_p > 0 and bool(batch["depth_input"].any()):
@@ -168,7 +170,8 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
     cache = model.new_cache()
     grounded = ground_weight > 0 and "grounding" in batch
     with HeadInputs(model, ground_layer) if grounded else contextlib.nullcontext() as captured:
-        out = model.forward(ids, batch["attention_mask"], batch.get("pixel_values"), cache=cache, labels=batch["labels"])
+        out = model.forward(ids, batch["attention_mask"], batch.get("pixel_values"), cache=cache,
+                            labels=batch["labels"])
     losses = {"lm_loss": out["loss"]}
     total = out["loss"]
     if grounded:

@@ -116,46 +116,35 @@ def answer_target_correlation(answers: list[dict[str, Any]]) -> dict[str, Any] |
     return {"x": round(r[0], 3), "y": round(r[1], 3), "n": len(pairs)}
 
 
-def _object_masks(data: Any) -> dict[tuple[int, str], dict[str, tuple[int, ...]]]:
-    """{(cache, segmentation key): {name: labels}} for every object a pointing question names (the bin too)."""
-    from molmoact2.evaluation.report import pointed_name
-
-    out: dict[tuple[int, str], dict[str, tuple[int, ...]]] = {}
-    for q in data.qa:
-        name = pointed_name(q)
-        if name is not None and q.get("labels"):
-            out.setdefault((q.get("cache", 0), q.get("seg_key")), {})[name] = tuple(q["labels"])
-    return out
-
-
 def nearest_object(data: Any, answers: list[dict[str, Any]]) -> dict[str, Any] | None:
     """How often the object nearest the answered point (pixel distance to its visible pixels) is the named one,
-    over movable-object pointing questions in images where a pointing question names 2+ objects; with chance.
+    over movable-object pointing questions in images where the questions name 2+ objects; with chance.
 
     Why: a hit needs the right object AND a point within a few pixels of it. This separates the first (does the
     model know which object the name means?) from the second (can it write the position precisely?)."""
     from molmoact2 import spatial
     from molmoact2.evaluation.report import FIXTURES, _rate, pointed_name
+    from molmoact2.training.nano_vision import scene_labels
 
-    objects = _object_masks(data)
+    named = scene_labels(data.qa)  # {(cache, segmentation key): {label: name}}
     hits, chance = 0, []
     for a in answers:
         name = pointed_name(a)
         if name in (None, *FIXTURES):
             continue
         item = data.qa[a["index"]]
-        candidates = objects.get((item.get("cache", 0), item.get("seg_key")), {})
+        candidates = named.get((item.get("cache", 0), item.get("seg_key")), {})
         seg = data.qa_segmentation(item)
         points = spatial.parse_answer(a.get("answer") or "").points_px(width=seg.shape[1], height=seg.shape[0], image=1)
         if len(candidates) < 2 or len(points) == 0:
             continue
         x, y = points[0]
         distance = {}
-        for other, labels in candidates.items():
-            rows, cols = np.nonzero(np.isin(seg, labels))
+        for label in candidates:
+            rows, cols = np.nonzero(seg == label)
             if len(rows):
-                distance[other] = float(np.min(np.hypot(cols + 0.5 - x, rows + 0.5 - y)))
-        hits += min(distance, key=distance.get) == name
+                distance[label] = float(np.min(np.hypot(cols + 0.5 - x, rows + 0.5 - y)))
+        hits += candidates[min(distance, key=distance.get)] == name
         chance.append(1.0 / len(distance))
     if not chance:
         return None

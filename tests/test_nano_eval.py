@@ -320,3 +320,36 @@ def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tm
 
     with pytest.raises(SystemExit, match="LAYER.HEAD"):
         main(["eval", "qa", "--checkpoint", str(tmp_path / "nano_random"), "--data", str(heldout_dir), "--head", "3"])
+
+
+def test_action_head_reading_asks_with_each_objects_name(heldout_dir, tmp_path):
+    from molmoact2 import spatial
+    from molmoact2.evaluation.action_head import _top_object, action_head_reading
+    from molmoact2.evaluation.qa_check import to_markdown
+    from molmoact2.evaluation.report import FIXTURES
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.models.nano.policy import load_nano
+    from molmoact2.training.nano_examples import NanoTrainData
+
+    fractions = {"red cube": np.array([0.0, 0.7, 0.3]), "blue cube": np.array([0.0, 0.2, 0.7])}
+    assert _top_object(np.array([0.1, 0.6, 0.3]), fractions) == "red cube"
+    assert _top_object(np.array([0.1, 0.3, 0.6]), fractions) == "blue cube"
+    assert _top_object(np.array([0.9, 0.05, 0.05]), fractions) is None  # background cell
+    policy = load_nano(make_random_checkpoint(tmp_path / "nano_random"))
+    data = NanoTrainData.load(heldout_dir, progress=False)
+    target = data.meta["episodes"][0]["target"]
+    # Expected counts from the questions: frames where the demo's object is pointable; one swap per other object.
+    objects: dict[int, set[str]] = {}
+    for q in data.qa:
+        if q["kind"] == "point" and q.get("labels"):
+            name = spatial.parse_answer(q["answer"]).text.strip()  # the answer's tag: "red cube"
+            if name not in FIXTURES:
+                objects.setdefault(q["frame"], set()).add(name)
+    frames = [f for f, names in objects.items() if target in names]
+    assert frames, "the fixture's demo should keep its object in view on a question frame"
+    got = action_head_reading(policy, data, 1, 0)
+    assert (got["frames"], got["pairs"]) == (len(frames), sum(len(objects[f]) - 1 for f in frames))
+    assert 0 < got["share_own"] < 1 and 0 < got["even"] < 1 and 0 <= got["top_own"] <= got["frames"]
+    assert got["follows"] + got["same"] <= got["pairs"]
+    text = to_markdown([{"split": "held-out", "seeds": [10000, 10000], "summary": {"action_head": got}}])
+    assert "asked for actions: head 1.0" in text and f"({got['top_own']}/{got['frames']})" in text

@@ -476,6 +476,60 @@ def test_grounding_head_attention_is_the_layers_own_and_the_loss_teaches_it(data
         compute_losses(model, batch, ground_weight=1.0, ground_layer=9)
 
 
+def test_demo_frames_record_where_the_named_object_is(data, data_dir):
+    from molmoact2.training.nano_data import grid_pixel_counts
+
+    ep = data.episodes[0]
+    n = len(ep["action"])
+    assert ep["target_px48"].shape == (n, 48, 48) and ep["target_px48"].dtype == np.uint8
+    target = json.loads((data_dir / "meta.json").read_text())["episodes"][0]["target"]
+    # On the frames whose segmentation the cache keeps, the counts are those of the named object's label.
+    checked = 0
+    for q in data.qa:
+        if q["kind"] == "point" and q["question"] == spatial.point_prompt(f"the {target}"):
+            seg = data.qa_segmentation(q)
+            assert np.array_equal(ep["target_px48"][q["frame"]], grid_pixel_counts(seg == q["labels"][0]))
+            assert ep["target_px48"][q["frame"]].sum() == (seg == q["labels"][0]).sum() > 0
+            checked += 1
+    assert checked >= 1
+
+
+def test_action_grounding_targets_the_state_tokens_and_reaches_the_loss(data, tiny):
+    from molmoact2.models.nano.train_step import build_example, collate, compute_losses
+
+    model, proc = tiny
+    ep = data.episodes[0]
+    f = int(np.flatnonzero(ep["target_px48"].reshape(len(ep["action"]), -1).any(1))[0])
+    data.ground_actions = True
+    try:
+        kw = data.frame_inputs("action", 0, f)
+        assert np.array_equal(kw["ground_mask"], ep["target_px48"][f])
+        assert "ground_mask" not in data.frame_inputs("depth", 0, f)  # no action target, no action grounding
+        saved = ep.pop("target_px48")
+        try:
+            with pytest.raises(ValueError, match="rebuild it with `molmoact2 train data`"):
+                data.frame_inputs("action", 0, f)
+        finally:
+            ep["target_px48"] = saved
+    finally:
+        data.ground_actions = False
+    ex = build_example(model, proc, **kw)
+    g = ex["grounding"]
+    ids = ex["input_ids"].tolist()
+    tid = proc.token_ids
+    queries = g["query_positions"]
+    assert ids[queries[0]] == tid.state_start_token_id and ids[queries[-2]] == tid.state_end_token_id
+    assert queries[-1] == int((ex["labels"] == -100).sum()) - 1  # the prompt's last token
+    assert all(ids[p] == model.config.image_patch_id for p in g["image_positions"])
+    rows, cols = proc.image_grid
+    want = ep["target_px48"][f].reshape(rows, 48 // rows, cols, 48 // cols).sum((1, 3)).ravel()
+    assert np.allclose(g["target"], want / want.sum())
+    losses = compute_losses(model, collate([ex], proc), ground_weight=1.0, ground_layer=1)
+    assert torch.isfinite(losses["ground_loss"]) and losses["ground_loss"] > 0
+    with pytest.raises(ValueError, match="an action target"):
+        build_example(model, proc, **(data.frame_inputs("depth", 0, f) | {"ground_mask": kw["ground_mask"]}))
+
+
 def test_train_nano_logs_the_grounding_loss(data_dir, scenes_dir, tmp_path):
     out = tmp_path / "g"
     assert _train(["--data", str(data_dir), str(scenes_dir), "--out", str(out), "--steps", "2", "--mix", QA_ONLY,
@@ -484,3 +538,11 @@ def test_train_nano_logs_the_grounding_loss(data_dir, scenes_dir, tmp_path):
     assert all(r["ground_loss"] > 0 and r["loss"] > r["qa_ce"] for r in rows)
     cfg = json.loads((out / "training_args.json").read_text())["config"]
     assert (cfg["ground_weight"], cfg["ground_layer"], cfg["ground_head"]) == (0.5, 1, 0)
+    # --ground-actions: action-only batches get a grounding loss too; without a weight it is refused.
+    out = tmp_path / "ga"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "2", "--mix", "action=1,depth=0,"
+                   "depth_action=0,qa=0", "--ground-weight", "0.5", "--ground-layer", "1", "--ground-actions"]) == 0
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["ground_loss"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="needs a grounding weight"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "gb"), "--steps", "1", "--ground-actions"])

@@ -75,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "attention head is trained to look at the image tokens covering the named object")
     n.add_argument("--ground-layer", type=int, default=3, help="language-model layer of that head (0-based)")
     n.add_argument("--ground-head", type=int, default=0, help="which head of that layer (0-based)")
+    n.add_argument("--ground-actions", action="store_true",
+                   help="also in action examples: at the state tokens and the prompt's last token, the same head is "
+                        "trained to look at the instruction's object in the front image (needs --ground-weight and "
+                        "demo caches built with the per-frame target masks)")
     n.set_defaults(handler=run_nano)
 
     v = sub.add_parser("vision", help="teach the image tokens what is where (a readout head on the scenes' "
@@ -154,7 +158,8 @@ def run_nano(args: argparse.Namespace) -> int:
                       init_from=str(args.init_from),
                       qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()),
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
-                      ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head)
+                      ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
+                      ground_actions=args.ground_actions)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

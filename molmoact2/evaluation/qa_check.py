@@ -63,6 +63,12 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
         reading = head_reading(policy, data, answers, *head, progress=progress)
         if reading is not None:
             summary["point_objects_head"] = reading
+        if data.episodes:  # demo frames: the same head when the model is asked for actions
+            from molmoact2.evaluation.action_head import action_head_reading
+
+            acting = action_head_reading(policy, data, *head, progress=progress)
+            if acting is not None:
+                summary["action_head"] = acting
     return {"data": str(data_dir), "seeds": [low, high],
             "split": "held-out" if low >= HELD_OUT_FIRST_SEED else "training" if high < HELD_OUT_FIRST_SEED else "mixed",
             "summary": summary, "answers": answers}
@@ -226,4 +232,26 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
 
         lines.append(f"| point_objects: head {h['layer']}.{h['head']} attention while writing the point | "
                      + " | ".join(reading(c) for c in heads) + " |")
+    acting = [r["summary"].get("action_head") for r in results]
+    if any(acting):
+        h = next(x for x in acting if x)
+
+        def named(c: dict[str, Any] | None, which: str) -> str:
+            if not c or c[f"top_{which}_rate"] is None:
+                return "–"
+            n = c["frames"] if which == "own" else c["pairs"]
+            return (f"{c[f'share_{which}']:.0%} on it (even spread {c['even']:.0%}); top token on it "
+                    f"{c[f'top_{which}_rate']:.0%} ({c[f'top_{which}']}/{n})")
+
+        def words(c: dict[str, Any] | None) -> str:
+            if not c or c["follows_rate"] is None:
+                return "–"
+            return (f"follows the words {c['follows_rate']:.0%} ({c['follows']}/{c['pairs']}); same object "
+                    f"{c['same_rate']:.0%} ({c['same']}/{c['pairs']})")
+
+        label = f"asked for actions: head {h['layer']}.{h['head']} at the state tokens"
+        lines.append(f"| {label}, own instruction's object | " + " | ".join(named(c, "own") for c in acting) + " |")
+        lines.append(f"| {label}, instruction naming another object | "
+                     + " | ".join(named(c, "other") for c in acting) + " |")
+        lines.append(f"| {label}, top token under both instructions | " + " | ".join(words(c) for c in acting) + " |")
     return "\n".join(lines) + "\n"

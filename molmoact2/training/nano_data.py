@@ -8,6 +8,9 @@ For every successful scripted-expert episode (single-arm SO-101 tasks) the cache
     the processor sees exactly what it would see when resizing a `render_size` frame at run time;
   * `state`, `action`: raw robot units (the action is the commanded absolute joint target);
   * `depth_codes`: the depth VQ-VAE's 100 codes of the front (main) camera's metric depth;
+  * `target_px48`: the front camera's pixels of the object the instruction names, counted per cell of a
+    48x48 grid [frames, 48, 48] uint8 (0 everywhere when it is hidden): the target of the action grounding
+    loss (`train nano --ground-actions`); 48 divides every token grid Nano uses (6, 8, 12, 16, 24);
   * `think_mask`, `depth_buffer`: MolmoThink (molmoact2.md §5) along the frames a policy is queried
     at (every `think_stride` frames): the mask of cells that changed since the previous query and the
     carried-forward buffer (changed cells take the new code, others keep the previous buffer's) --
@@ -76,6 +79,20 @@ class EpisodeRecord:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     qa: list[dict[str, Any]] = field(default_factory=list)
     qa_seg: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> segmentation [H, W] int16
+
+
+TARGET_GRID = 48  # cells per side of `target_px48`
+
+
+def grid_pixel_counts(mask_hw: np.ndarray, grid: int = TARGET_GRID) -> np.ndarray:
+    """Pixels of a [H, W] bool mask in each cell of a grid x grid partition (row-major cells, integer bounds as
+    in grounding.cell_fractions), uint8: a 224 px frame's cells hold at most 5x5 pixels."""
+    mask = np.asarray(mask_hw, dtype=bool)
+    h, w = mask.shape
+    if h < grid or w < grid or h // grid > 15 or w // grid > 15:
+        raise ValueError(f"grid_pixel_counts: expected a frame between {grid} and {15 * grid} px a side, got {h}x{w}")
+    rows = np.add.reduceat(mask.astype(np.uint16), np.arange(grid) * h // grid, axis=0)
+    return np.add.reduceat(rows, np.arange(grid) * w // grid, axis=1).astype(np.uint8)
 
 
 # ---- spatial QA from ground truth ----------------------------------------------------------------
@@ -211,9 +228,11 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
     codes = encode_depth(codec, depth)
     mask, buffer = think_chains(full_front, codes, cfg.think_stride)
     rec = EpisodeRecord(res.task, seed, res.instruction, env.instance.target)
+    (label,) = [o.label for o in env.scene.objects if o.name == env.instance.target]
     rec.arrays = {c: np.stack(stored[c]) for c in cfg.cameras}
     rec.arrays |= {"state": np.stack(res.states).astype(np.float32), "action": np.stack(res.actions).astype(np.float32),
-                   "depth_codes": codes, "think_mask": mask, "depth_buffer": buffer}
+                   "depth_codes": codes, "think_mask": mask, "depth_buffer": buffer,
+                   "target_px48": np.stack([grid_pixel_counts(s == label) for s in seg])}
     rng = np.random.default_rng([seed, 11])
     n = len(full_front)
     frames = sorted({int(f) for f in np.linspace(0, n - 1, cfg.qa_frames_per_episode).round()})

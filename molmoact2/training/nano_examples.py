@@ -81,6 +81,7 @@ class NanoTrainData:
             if lengths.size else np.zeros((0, 2), np.int64)
         self.action_tokenizer = action_tokenizer
         self.grounding = False  # True: pointing questions carry their object's mask (qa_inputs)
+        self.ground_actions = False  # True: action examples carry the instruction's object's pixels (frame_inputs)
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -229,6 +230,13 @@ class NanoTrainData:
             kw["actions"] = self.chunk(e, f)
             if self.fast_ids and self.fast_ids[e][f] is not None:
                 kw["action_ids"] = self.fast_ids[e][f]
+            if self.ground_actions:
+                if "target_px48" not in ep:
+                    raise ValueError(f"--ground-actions: episode {e} has no per-frame target masks (target_px48): "
+                                     f"its cache was built before they were recorded; rebuild it with "
+                                     f"`molmoact2 train data`")
+                if ep["target_px48"][f].any():  # hidden (e.g. under the gripper): no target for this frame
+                    kw["ground_mask"] = ep["target_px48"][f]
         return kw
 
     def sample_batch(self, model, processor, rng: np.random.Generator, batch_size: int,

@@ -73,6 +73,9 @@ class TrainConfig:
     ground_weight: float = 0.0
     ground_layer: int = 3
     ground_head: int = 0
+    # The same head, in action examples, at the positions the action expert reads after the instruction: told where
+    # the instruction's object is in the front image (demo caches' `target_px48`). Needs ground_weight > 0.
+    ground_actions: bool = False
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -255,7 +258,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     data = NanoTrainData.load(data_dir, action_tokenizer=cfg.action_tokenizer or None, progress=progress)
     if cfg.qa_kinds:
         data.keep_questions(cfg.qa_kinds)
+    if cfg.ground_actions and cfg.ground_weight <= 0:
+        raise ValueError("ground_actions (--ground-actions) needs a grounding weight: pass --ground-weight W > 0")
     data.grounding = cfg.ground_weight > 0
+    data.ground_actions = cfg.ground_actions
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")

@@ -8,6 +8,12 @@ named object. This loss gives that step a direct signal (attention supervision):
 a coordinate token of the first point, ONE head (`head`) of ONE layer (`layer`) should put its attention on the
 `<im_patch>` tokens covering the object, in proportion to the object's pixels in each token cell.
 
+The action path gets the same signal (`train nano --ground-actions`): in robot examples with an action target, the
+same head, at the state tokens and the prompt's last token (positions after the instruction whose keys and values
+the action expert reads), is told where the instruction's object is in the front image. Why: the arm went to the
+named object about as often as to another one (README "Does the arm follow the words?"), even after pointing learned
+the names; the expert reads the language model's cache, so the cache has to hold where the named object is.
+
     loss = mean over those positions of  - sum_cells target[cell] * log attention[cell]
 
 The attention is the head's own softmax over every key it may see (causal, padding hidden), so mass on text
@@ -29,19 +35,22 @@ _FIRST_POINT = re.compile(r'coords="\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)')
 
 def cell_fractions(mask_hw: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """Share of the object's pixels in each token cell, row-major like the `<im_patch>` tokens, [rows * cols],
-    summing to 1. Raises if the mask is empty: a question about an object nobody can see has no target."""
-    mask = np.asarray(mask_hw, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"grounding mask: expected [H, W] bool, got shape {list(mask.shape)}")
-    total = int(mask.sum())
+    summing to 1. `mask_hw` is a [H, W] bool mask, or pixel counts per cell of a finer grid (the demo caches'
+    `target_px48`). Raises if it is empty: a question about an object nobody can see has no target."""
+    weights = np.asarray(mask_hw)
+    if weights.ndim != 2 or (weights.dtype != bool and weights.min(initial=0) < 0):
+        raise ValueError(f"grounding mask: expected [H, W] bool or non-negative counts, got shape "
+                         f"{list(weights.shape)} dtype {weights.dtype}")
+    weights = weights.astype(np.float64)
+    total = float(weights.sum())
     if total == 0:
         raise ValueError("grounding mask: the named object covers no pixel of the image")
     rows, cols = grid
-    h, w = mask.shape
+    h, w = weights.shape
     out = np.zeros(rows * cols, np.float32)
     for r in range(rows):
         for c in range(cols):
-            out[r * cols + c] = mask[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols].sum()
+            out[r * cols + c] = weights[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols].sum()
     return out / total
 
 

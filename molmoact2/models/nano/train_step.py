@@ -35,8 +35,10 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
                   task: str | None = None, state: Any = None, actions: Any = None, depth_bins: Any = None,
                   action_ids: Any = None, question: str | None = None, answer: str | None = None,
                   ground_mask: Any = None) -> dict[str, Any]:
-    """Token ids, labels, images and (normalized, padded) action targets for one sample. `ground_mask` (qa only:
-    the named object's pixels [H, W] in the image) adds the grounding target (grounding.py)."""
+    """Token ids, labels, images and (normalized, padded) action targets for one sample. `ground_mask` (the named
+    object's pixels in the first image: a [H, W] mask, or counts per cell of a finer grid) adds the grounding target
+    (grounding.py): for 'qa' at the pointing answer's coordinate tokens, for 'action' / 'depth_action' at the state
+    tokens and the prompt's last token."""
     if style not in STYLES:
         raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
     cfg = model.config
@@ -87,7 +89,8 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
                           "pixel_values": enc.get("pixel_values"), "hide_from_expert": torch.from_numpy(hide),
                           "depth_input": torch.from_numpy(is_depth_input), "actions": None, "action_mask": None}
     if ground_mask is not None:
-        ex["grounding"] = _grounding_target(processor, prompt_ids, len(prompt_ids), answer, ground_mask, style)
+        ex["grounding"] = _grounding_target(processor, prompt_ids, len(prompt_ids), answer, ground_mask, style) \
+            if style == "qa" else _action_grounding_target(processor, prompt_ids, ground_mask, style)
     if actions is not None and style in ("action", "depth_action"):
         a = np.asarray(actions, dtype=np.float32)
         dim = stats_dim(meta["action_stats"], "action")
@@ -101,23 +104,44 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
     return ex
 
 
-def _grounding_target(processor, prompt_ids: list[int], n_prompt: int, answer: str | None, mask: Any,
-                      style: str) -> dict[str, Any] | None:
-    """Query positions (those predicting the first point's coordinate tokens), the first image's `<im_patch>`
-    positions and the object's share of each token cell; None if the answer holds no point."""
-    if style != "qa":
-        raise ValueError(f"ground_mask= is for style 'qa' (a pointing answer), got style {style!r}")
-    coords = coordinate_token_indices(processor.tokenizer, answer)
-    if not coords:
-        return None
+def _first_image_positions(processor, prompt_ids: list[int]) -> np.ndarray:
     rows, cols = processor.image_grid
     patch = processor.tokenizer.convert_tokens_to_ids("<im_patch>")
     positions = [i for i, t in enumerate(prompt_ids) if t == patch][: rows * cols]
     if len(positions) != rows * cols:
         raise ValueError(f"grounding: expected {rows * cols} <im_patch> tokens for the first image, "
                          f"got {len(positions)}")
-    return {"query_positions": [n_prompt + j - 1 for j in coords], "image_positions": np.asarray(positions),
-            "target": cell_fractions(mask, (rows, cols))}
+    return np.asarray(positions)
+
+
+def _grounding_target(processor, prompt_ids: list[int], n_prompt: int, answer: str | None, mask: Any,
+                      style: str) -> dict[str, Any] | None:
+    """Query positions (those predicting the first point's coordinate tokens), the first image's `<im_patch>`
+    positions and the object's share of each token cell; None if the answer holds no point."""
+    if style != "qa":
+        raise ValueError(f"_grounding_target is for style 'qa' (a pointing answer), got style {style!r}")
+    coords = coordinate_token_indices(processor.tokenizer, answer)
+    if not coords:
+        return None
+    return {"query_positions": [n_prompt + j - 1 for j in coords],
+            "image_positions": _first_image_positions(processor, prompt_ids),
+            "target": cell_fractions(mask, processor.image_grid)}
+
+
+def _action_grounding_target(processor, prompt_ids: list[int], mask: Any, style: str) -> dict[str, Any]:
+    """Query positions for a robot example: the state tokens (`<state_start>` .. `<state_end>`) and the prompt's
+    last token, all after the instruction, so they can read which object it names."""
+    if style not in ("action", "depth_action"):
+        raise ValueError(f"ground_mask= needs a pointing answer (style 'qa') or an action target (style 'action' "
+                         f"or 'depth_action'), got style {style!r}")
+    tid = processor.token_ids
+    try:
+        start, end = prompt_ids.index(tid.state_start_token_id), prompt_ids.index(tid.state_end_token_id)
+    except ValueError:
+        raise ValueError("action grounding: expected the state tokens (<state_start> .. <state_end>) in the prompt")
+    return {"query_positions": list(range(start, end + 1)) + [len(prompt_ids) - 1],
+            "image_positions": _first_image_positions(processor, prompt_ids),
+            "target": cell_fractions(mask, processor.image_grid)}
 
 
 def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor]:

@@ -505,6 +505,17 @@ def test_action_grounding_targets_the_state_tokens_and_reaches_the_loss(data, ti
         kw = data.frame_inputs("action", 0, f)
         assert np.array_equal(kw["ground_mask"], ep["target_px48"][f])
         assert "ground_mask" not in data.frame_inputs("depth", 0, f)  # no action target, no action grounding
+        # --ground-actions-first N: only the first N frames are grounded, and half of the action examples come from them
+        late = int(np.flatnonzero(ep["target_px48"].reshape(len(ep["action"]), -1).any(1))[-1])
+        data.ground_first = late
+        try:
+            assert "ground_mask" not in data.frame_inputs("action", 0, late)
+            rng = np.random.default_rng(0)
+            frames = [data.example_inputs("action", rng)["state"] for _ in range(400)]
+            early = np.mean([any(np.array_equal(s, x) for x in ep["state"][:late]) for s in frames])
+            assert 0.5 + 0.5 * late / len(ep["action"]) - 0.1 < early < 0.5 + 0.5 * late / len(ep["action"]) + 0.1
+        finally:
+            data.ground_first = 0
         saved = ep.pop("target_px48")
         try:
             with pytest.raises(ValueError, match="rebuild it with `molmoact2 train data`"):
@@ -546,3 +557,6 @@ def test_train_nano_logs_the_grounding_loss(data_dir, scenes_dir, tmp_path):
     assert all(r["ground_loss"] > 0 for r in rows)
     with pytest.raises(ValueError, match="needs a grounding weight"):
         _train(["--data", str(data_dir), "--out", str(tmp_path / "gb"), "--steps", "1", "--ground-actions"])
+    with pytest.raises(ValueError, match="needs --ground-actions"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "gc"), "--steps", "1", "--ground-weight", "1",
+                "--ground-actions-first", "8"])

@@ -79,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also in action examples: at the state tokens and the prompt's last token, the same head is "
                         "trained to look at the instruction's object in the front image (needs --ground-weight and "
                         "demo caches built with the per-frame target masks)")
+    n.add_argument("--ground-actions-first", type=int, default=0, metavar="N",
+                   help="with --ground-actions: ground only each demo's first N frames, before the arm's pose gives "
+                        "its object away, and draw half of the action examples from them (0 = every frame)")
     n.set_defaults(handler=run_nano)
 
     v = sub.add_parser("vision", help="teach the image tokens what is where (a readout head on the scenes' "
@@ -159,7 +162,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()),
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
-                      ground_actions=args.ground_actions)
+                      ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

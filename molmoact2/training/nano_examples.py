@@ -82,6 +82,7 @@ class NanoTrainData:
         self.action_tokenizer = action_tokenizer
         self.grounding = False  # True: pointing questions carry their object's mask (qa_inputs)
         self.ground_actions = False  # True: action examples carry the instruction's object's pixels (frame_inputs)
+        self.ground_first = 0  # > 0: only frames before this one are grounded, and half the action examples come from them
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -207,7 +208,10 @@ class NanoTrainData:
         """Keyword arguments for train_step.build_example (without model/processor)."""
         if style == "qa":
             return self.qa_inputs(self.qa[int(rng.integers(len(self.qa)))])
-        e, f = (int(v) for v in self.index[int(rng.integers(len(self.index)))])
+        index = self.index
+        if self.ground_actions and self.ground_first and style in ("action", "depth_action") and rng.random() < 0.5:
+            index = index[index[:, 1] < self.ground_first]  # the frames where only the words name the object
+        e, f = (int(v) for v in index[int(rng.integers(len(index)))])
         return self.frame_inputs(style, e, f)
 
     def qa_inputs(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -235,7 +239,8 @@ class NanoTrainData:
                     raise ValueError(f"--ground-actions: episode {e} has no per-frame target masks (target_px48): "
                                      f"its cache was built before they were recorded; rebuild it with "
                                      f"`molmoact2 train data`")
-                if ep["target_px48"][f].any():  # hidden (e.g. under the gripper): no target for this frame
+                # hidden (e.g. under the gripper): no target for this frame
+                if ep["target_px48"][f].any() and (not self.ground_first or f < self.ground_first):
                     kw["ground_mask"] = ep["target_px48"][f]
         return kw
 

@@ -76,6 +76,10 @@ class TrainConfig:
     # The same head, in action examples, at the positions the action expert reads after the instruction: told where
     # the instruction's object is in the front image (demo caches' `target_px48`). Needs ground_weight > 0.
     ground_actions: bool = False
+    # > 0: ground only each demo's first N frames (the arm is still near home, so neither its pose in the picture nor
+    # the state tokens tell which object it is heading for: only the words do), and draw half of the action
+    # examples from those frames so the signal is not rare. 0: every frame.
+    ground_actions_first: int = 0
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -261,7 +265,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     if cfg.ground_actions and cfg.ground_weight <= 0:
         raise ValueError("ground_actions (--ground-actions) needs a grounding weight: pass --ground-weight W > 0")
     data.grounding = cfg.ground_weight > 0
+    if cfg.ground_actions_first and not cfg.ground_actions:
+        raise ValueError("ground_actions_first (--ground-actions-first) needs --ground-actions")
     data.ground_actions = cfg.ground_actions
+    data.ground_first = cfg.ground_actions_first
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")

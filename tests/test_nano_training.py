@@ -330,6 +330,52 @@ def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tm
         main(["train", "data", "--out", str(tmp_path / "bad"), "--targets-per-layout", "0"])
 
 
+def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path, capsys):
+    """--takeover-policy: the shipped Nano drives 2 chunks, then the expert finishes; only its part is recorded."""
+    from molmoact2.cli import main
+    from molmoact2.sim import make_env
+
+    out = tmp_path / "takeover"
+    assert main(["train", "data", "--out", str(out), "--episodes-per-task", "1", "--tasks", "touch",
+                 "--first-seed", "300", "--takeover-policy", "nano", "--takeover-chunks", "2",
+                 "--render-size", str(RENDER), "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
+    printed = capsys.readouterr().out
+    meta = json.loads((out / "meta.json").read_text())
+    (ep,) = meta["episodes"]
+    info = ep["takeover"]
+    assert info["policy"] == "nano" and info["ended"] is None
+    assert info["policy_chunks"] == 2 and info["policy_ticks"] == 30  # 2 chunks of the checkpoint's 15 steps
+    assert sum(meta["takeover_endings"].values()) == ep["seed"] - 300 + 1 and meta["takeover_endings"]["taken_over"]
+    assert "takeover: the policy's parts ended" in printed
+    states = np.load(out / ep["file"])["state"]
+    env = make_env("touch", image_size=RENDER, depth=False, segmentation=False)
+    home = env.reset(ep["seed"])[0].state
+    # the recording starts where the policy left the arm, not at home ...
+    assert np.abs(states[0] - home).max() > 1.0
+    # ... and the expert's part still fits the episode's time limit (it succeeded, or it would not be here)
+    assert info["policy_ticks"] + ep["length"] <= env.time_limit_steps
+    env.close()
+    with pytest.raises(ValueError, match="expected 1 <= min <= max"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunks", "3-1"])
+    with pytest.raises(ValueError, match="expected N or MIN-MAX"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunks", "a"])
+
+
+def test_expert_run_continues_without_reset_only_without_a_target():
+    from molmoact2.sim import make_env
+    from molmoact2.sim.rollout import run_episode
+
+    env = make_env("touch", image_size=RENDER, depth=False, segmentation=False)
+    env.reset(5)
+    for _ in range(10):
+        env.step(env.state())
+    res = run_episode(env, 5, keep=True, reset=False)
+    assert res.success and env.steps == 10 + res.steps  # the env's own count (and time limit) carried on
+    with pytest.raises(ValueError, match="target= needs reset=True"):
+        run_episode(env, 5, reset=False, target="red cube")
+    env.close()
+
+
 # ---- `molmoact2 train vision`: image tokens learn what is where --------------------------------------------------
 def test_cell_targets_give_class_fractions_and_centroids_per_token_cell():
     from molmoact2.training.nano_vision import BACKGROUND, cell_targets

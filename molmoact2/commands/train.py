@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--qa-frames-per-episode", type=int, default=3)
     d.add_argument("--targets-per-layout", type=int, default=1,
                    help="demos per layout, each naming a different object (contrastive: only the words differ)")
+    d.add_argument("--takeover-policy", default="", metavar="SPEC",
+                   help="a policy ('nano', 'nano:DIR') drives each layout first and the expert finishes from the "
+                        "state it leaves (DAgger-style data: only the expert's part is recorded)")
+    d.add_argument("--takeover-chunks", default="1-6", metavar="MIN-MAX",
+                   help="policy chunks before the expert takes over, drawn per layout (seed-fixed)")
+    d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(handler=run_data)
 
@@ -108,11 +114,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     from molmoact2.training.nano_data import DataConfig, build_dataset
+    from molmoact2.training.takeover import TakeoverConfig
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    takeover = None
+    if args.takeover_policy:
+        lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
+        takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
+                                  depth_reasoning=args.takeover_think)
     cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
                      render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
-                     qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout)
+                     qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout,
+                     takeover=takeover)
     path = build_dataset(cfg, args.out, overwrite=args.overwrite)
     import json
 
@@ -124,6 +137,11 @@ def run_data(args: argparse.Namespace) -> int:
         layouts = len({(e["task"], e["seed"]) for e in eps})
         aimed = {t: sum(e["retargeted"] for e in eps if e["task"] == t) for t in cfg.tasks}
         print(f"layouts: {layouts}; re-aimed demos (another object named) per task: {aimed}")
+    if takeover is not None:
+        eps = meta["episodes"]
+        wrong = sum(not e["takeover"]["near_target"] for e in eps)
+        print(f"takeover: the policy's parts ended {meta['takeover_endings']}; at the takeover the jaw was nearest "
+              f"another object than the named one in {wrong}/{len(eps)} recorded episodes")
     return 0
 
 

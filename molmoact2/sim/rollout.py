@@ -33,6 +33,7 @@ def run_episode(
     keep: bool = False,
     max_steps: int | None = None,
     target: str | None = None,
+    reset: bool = True,
 ) -> EpisodeResult:
     """Reset `env` to `seed` and run `policy` (default: the env's scripted expert) until success or time limit.
 
@@ -40,9 +41,16 @@ def run_episode(
     once per predicted chunk. With `keep=True` the result holds the state/action series. Works with any
     env exposing reset/step/action_dim/instruction -- a `SimEnv` or a `GymAdapter` (then pass `policy`).
     `max_steps` stops early (counted as not successful). `target` names another object of the seed's
-    layout to aim at (a SimEnv `reset` option; see `SimEnv.target_options()`).
+    layout to aim at (a SimEnv `reset` option; see `SimEnv.target_options()`). `reset=False` continues from
+    the env's current state (e.g. the expert taking over where another policy left the arm); `seed` and
+    `target` are then only recorded, and the env's step count and time limit carry on.
     """
-    obs, info = env.reset(seed, options={"target": target}) if target is not None else env.reset(seed)
+    if reset:
+        obs, info = env.reset(seed, options={"target": target}) if target is not None else env.reset(seed)
+    else:
+        if target is not None:
+            raise ValueError("run_episode: target= needs reset=True (it is a reset option)")
+        obs = env.observe()
     if policy is None:
         if not hasattr(env, "expert"):
             raise ValueError(f"run_episode: {type(env).__name__} has no scripted expert; pass policy=")

@@ -21,6 +21,10 @@ boxes from mask extents, and "There are none." for absent objects. Their segment
 (`qa_seg.npz`) so answers can be checked against the masks. `norm_stats.json` holds demo statistics
 (min/max, mean/std, q01/q99) under the `so101_sim_molmoact2` tag; Nano uses `q01_q99`, the same
 normalization the OpenFAST tokenizer was fitted with.
+
+With `takeover` set (`train data --takeover-policy nano`), a policy drives each layout for a few chunks first and
+the expert finishes from there (molmoact2/training/takeover.py); only the expert's part is recorded, each episode's
+meta says where the policy had left the arm.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from molmoact2 import spatial
+from molmoact2.training.takeover import TakeoverConfig
 
 DATA_FORMAT = "molmoact2_nano_data.v1"
 SINGLE_ARM_TASKS = ("pick_place", "push_left", "push_right", "touch")
@@ -64,6 +69,8 @@ class DataConfig:
     # Demos per layout, each naming a different object (up to the layout's candidates). With 1, a layout's
     # words and its picture always go together; with more, only the words say which object to act on.
     targets_per_layout: int = 1
+    # A policy drives first and the expert takes over from its state (None: the expert alone, from home).
+    takeover: TakeoverConfig | None = None
 
     def __post_init__(self) -> None:
         if self.targets_per_layout < 1:
@@ -79,6 +86,7 @@ class EpisodeRecord:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     qa: list[dict[str, Any]] = field(default_factory=list)
     qa_seg: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> segmentation [H, W] int16
+    takeover: dict[str, Any] | None = None  # where the roll-in policy left the arm (PolicyRollIn's info)
 
 
 TARGET_GRID = 48  # cells per side of `target_px48`
@@ -202,9 +210,11 @@ def layout_targets(env, seed: int, k: int) -> list[str | None]:
     return [None] + [others[i] for i in order[: k - 1]]
 
 
-def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = None) -> EpisodeRecord | None:
+def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = None,
+                   roll_in=None) -> EpisodeRecord | None:
     """Run the scripted expert on `seed` (aimed at `target` if given); None if it failed (failed demos are
-    not training data)."""
+    not training data). With `roll_in` (a takeover.PolicyRollIn) a policy drives first and a fresh expert
+    plans from the state it leaves; None too when the policy's part already ended the episode."""
     from molmoact2.models.nano.factory import NANO_CAMERAS
     from molmoact2.sim.rollout import run_episode
 
@@ -222,12 +232,19 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
         for c in cfg.cameras:
             stored[c].append(_resize(obs.cameras[c].rgb, cfg.store_size))
 
-    res = run_episode(env, seed, on_step=grab, keep=True, target=target)
+    takeover = None
+    if roll_in is not None:
+        takeover = roll_in(env, seed, target)
+        if takeover["ended"] is not None:
+            return None
+        res = run_episode(env, seed, on_step=grab, keep=True, reset=False)
+    else:
+        res = run_episode(env, seed, on_step=grab, keep=True, target=target)
     if not res.success:
         return None
     codes = encode_depth(codec, depth)
     mask, buffer = think_chains(full_front, codes, cfg.think_stride)
-    rec = EpisodeRecord(res.task, seed, res.instruction, env.instance.target)
+    rec = EpisodeRecord(res.task, seed, res.instruction, env.instance.target, takeover=takeover)
     (label,) = [o.label for o in env.scene.objects if o.name == env.instance.target]
     rec.arrays = {c: np.stack(stored[c]) for c in cfg.cameras}
     rec.arrays |= {"state": np.stack(res.states).astype(np.float32), "action": np.stack(res.actions).astype(np.float32),
@@ -291,6 +308,11 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
     tmp = partial_dir(out, overwrite, "build_dataset")
     (tmp / "episodes").mkdir()
     codec = DepthCodec.load()
+    roll_in = None
+    if cfg.takeover is not None:
+        from molmoact2.training.takeover import PolicyRollIn
+
+        roll_in = PolicyRollIn(cfg.takeover)
     t0 = time.perf_counter()
     episodes, qa, seg, states, actions, failed = [], [], {}, [], [], {}
     bar = tqdm(total=len(cfg.tasks) * cfg.episodes_per_task, desc="nano data", unit="ep", file=sys.stderr,
@@ -308,16 +330,18 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
                     for target in layout_targets(env, seed, cfg.targets_per_layout):
                         if kept >= cfg.episodes_per_task:
                             break
-                        rec = record_episode(env, seed, cfg, codec, target)
+                        rec = record_episode(env, seed, cfg, codec, target, roll_in)
                         if rec is None:
-                            failed[task].append(seed if target is None else f"{seed}:{target}")
+                            if roll_in is None or roll_in.last["ended"] is None:  # else: counted in its endings
+                                failed[task].append(seed if target is None else f"{seed}:{target}")
                             continue
                         idx = len(episodes)
                         name = f"episodes/ep_{idx:05d}.npz"
                         np.savez_compressed(tmp / name, **rec.arrays)
                         n = len(rec.arrays["action"])
                         episodes.append({"file": name, "task": task, "seed": seed, "instruction": rec.instruction,
-                                         "target": rec.target, "retargeted": target is not None, "length": n})
+                                         "target": rec.target, "retargeted": target is not None, "length": n}
+                                        | ({"takeover": rec.takeover} if rec.takeover else {}))
                         qa += [item | {"episode": idx} for item in rec.qa]
                         seg |= {f"{idx}_{f}": s for f, s in rec.qa_seg.items()}
                         states.append(rec.arrays["state"])
@@ -337,6 +361,8 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
     meta = {"format": DATA_FORMAT, "config": asdict(cfg), "episodes": episodes,
             "frames": int(sum(e["length"] for e in episodes)), "qa_items": len(qa), "failed_seeds": failed,
             "build_seconds": round(time.perf_counter() - t0, 1)}
+    if roll_in is not None:  # how the policy's parts ended: "taken_over", or "success" (solved alone), ...
+        meta["takeover_endings"] = dict(roll_in.counts)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     tmp.rename(out)  # the cache appears whole or not at all
     return out

@@ -1,0 +1,100 @@
+"""Expert takeover: a policy drives first, then a fresh scripted expert finishes from where it left the arm.
+
+    cfg = TakeoverConfig(policy="nano", min_chunks=1, max_chunks=6)
+    roll_in = PolicyRollIn(cfg)
+    info = roll_in(env, seed=3, target=None)   # {"policy_chunks": 4, "policy_ticks": 60, "ended": None, ...}
+    # the env is now where the policy left it: record the expert from here (nano_data.record_episode)
+
+Why: expert demos only visit the expert's own states. A policy's small errors take it elsewhere (the README's
+"better imitation is not better control": open-loop error fell by a third, closed-loop success did not move),
+and in most demo frames the arm's pose already says which object the instruction names. After a roll-in the
+arm may be heading for the wrong object while the expert's actions go to the named one: only the words can
+explain that label. This is DAgger's data in its plainest form (one takeover per episode, as in HG-DAgger):
+the roll-in frames themselves are NOT recorded (nobody labelled them), the expert's part is.
+
+The number of policy chunks before the takeover is drawn per layout from a seed-fixed generator, so a cache
+is reproducible; the policy's own noise is seeded too (`seed`), and it runs through the same safety guard
+as `eval nano` (out-of-limit targets clipped).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TakeoverConfig:
+    policy: str  # a `load_policy` spec: 'nano', 'nano:DIR' (any Nano checkpoint directory)
+    min_chunks: int = 1  # policy chunks before the expert takes over, drawn uniformly in [min, max] per layout
+    max_chunks: int = 6
+    depth_reasoning: bool = False  # the policy's Think mode
+    seed: int = 0  # the policy's flow-matching noise
+    threads: int = 1  # torch threads for the policy: data builds are usually run several at once
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_chunks <= self.max_chunks:
+            raise ValueError(f"takeover chunks: expected 1 <= min <= max, got {self.min_chunks}-{self.max_chunks}")
+
+    @staticmethod
+    def parse_chunks(text: str) -> tuple[int, int]:
+        """'1-6' -> (1, 6); '3' -> (3, 3)."""
+        lo, _, hi = text.partition("-")
+        try:
+            return int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"--takeover-chunks: expected N or MIN-MAX (policy chunks before the expert takes "
+                             f"over), got {text!r}") from None
+
+    def chunks_for(self, seed: int) -> int:
+        return int(np.random.default_rng([int(seed), 19]).integers(self.min_chunks, self.max_chunks + 1))
+
+
+class PolicyRollIn:
+    """Callable `(env, seed, target) -> info`: reset the env (aimed at `target` if given) and let the policy
+    drive `cfg.chunks_for(seed)` chunks. `info["ended"]` is None when the expert can take over, else why the
+    episode ended early (`success`: the policy solved it alone; `time_limit`, `refused`, ...).
+    `counts` tallies those endings over all calls."""
+
+    def __init__(self, cfg: TakeoverConfig) -> None:
+        import torch
+
+        from molmoact2.models.registry import load_policy
+
+        torch.set_num_threads(cfg.threads)
+        self.cfg = cfg
+        self.policy = load_policy(cfg.policy, depth_reasoning=cfg.depth_reasoning, seed=cfg.seed)
+        self.counts: Counter[str] = Counter()
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, env: Any, seed: int, target: str | None = None) -> dict[str, Any]:
+        from molmoact2.runner import guard_for_env, run_episode
+
+        want = self.cfg.chunks_for(seed)
+        if target is not None:
+            env.reset(seed, options={"target": target})
+            self.policy.reset()
+        chunks, ended = 0, None
+        steps = run_episode(self.policy, env, guard_for_env(env, on_limit="clip"), seed=seed,
+                            reset=target is None, observe_every_tick=False)
+        for step in steps:
+            chunks += 1
+            ended = step.info["episode"]["stopped_by"]
+            if ended is not None or chunks >= want:
+                break
+        steps.close()
+        self.counts[ended or "taken_over"] += 1
+        nearest = nearest_object(env)
+        self.last = {"policy": self.cfg.policy, "policy_chunks": chunks, "policy_ticks": int(env.steps),
+                     "ended": ended,
+                     "nearest_object": nearest, "near_target": nearest == getattr(env.instance, "target", None)}
+        return self.last
+
+
+def nearest_object(env: Any) -> str:
+    """The scene object whose centre is nearest the jaw now: where the policy had taken the arm."""
+    jaw = env.kinematics(0).path_world(env.state()[None, :6])[0]
+    return min(env.scene.objects, key=lambda o: float(np.linalg.norm(env.object_pos(o.name) - jaw))).name

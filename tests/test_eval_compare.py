@@ -55,6 +55,15 @@ def test_records_on_different_seeds_are_refused():
         compare(_record({"touch": [True]}), _record({"touch": [True]}, first_seed=10050))
 
 
+def test_records_with_another_replanning_rate_are_refused():
+    new = _record({"touch": [True]})
+    new["config"]["n_action_steps"] = 5  # records written before the setting existed carry none: the default
+    with pytest.raises(ValueError, match="n_action_steps"):
+        compare(_record({"touch": [True]}), new)
+    new["config"]["n_action_steps"] = None
+    assert compare(_record({"touch": [True]}), new)["rows"]
+
+
 def test_compare_command(tmp_path, capsys):
     from molmoact2.cli import main
 

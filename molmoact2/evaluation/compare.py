@@ -18,7 +18,8 @@ from typing import Any
 from molmoact2.evaluation.report import own_rollouts, summary_of
 
 # Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
-_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "seed", "on_limit")
+_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "seed", "on_limit",
+                "n_action_steps")
 _Z95 = 1.959964
 
 

@@ -41,6 +41,9 @@ class EvalConfig:
     # Also run every rollout's layout once more with the instruction naming another of its objects: does the
     # arm follow the words, or go where the picture alone suggests? (report: "words vs layout")
     swap_targets: bool = False
+    # Actions executed per policy query (None: the checkpoint's norm stats, 15 of 30 for Nano). Fewer means the
+    # policy looks again sooner (more queries per episode, slower evaluation).
+    n_action_steps: int | None = None
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
@@ -51,6 +54,8 @@ class EvalConfig:
                              f"got {self.first_seed}")
         if self.on_limit not in ("clip", "refuse"):
             raise ValueError(f"on_limit: expected 'clip' or 'refuse', got {self.on_limit!r}")
+        if self.n_action_steps is not None and not 1 <= self.n_action_steps <= 30:
+            raise ValueError(f"n_action_steps: expected 1..30 (the action horizon), got {self.n_action_steps}")
         if self.seeds_per_task < 0 or self.jobs < 1:
             raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
 
@@ -69,7 +74,7 @@ def _init_worker(cfg: EvalConfig) -> None:
 
     base = load_nano(cfg.checkpoint)
     tok = load_action_tokenizer(cfg.action_tokenizer or str(DEFAULT_ACTION_TOKENIZER))
-    common = dict(seed=cfg.seed, checkpoint_dir=cfg.checkpoint)
+    common = dict(seed=cfg.seed, checkpoint_dir=cfg.checkpoint, n_action_steps=cfg.n_action_steps)
     _W["tokenizer"] = tok
     _W["model"], _W["processor"] = base.model, base.processor
     _W["policies"] = {

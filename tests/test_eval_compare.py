@@ -64,6 +64,17 @@ def test_records_with_another_replanning_rate_are_refused():
     assert compare(_record({"touch": [True]}), new)["rows"]
 
 
+def test_records_with_another_noise_seed_compare_and_say_so():
+    from molmoact2.evaluation.compare import to_markdown
+
+    new = _record({"touch": [False, True, True, False]})
+    new["config"]["seed"] = 1
+    result = compare(_record({"touch": [True, True, False, False]}), new)
+    assert result["paired"]["continuous"] == {"only_new": 1, "only_old": 1, "both": 1, "neither": 1}
+    assert "different seeds (old 0, new 1)" in to_markdown(result)
+    assert "different seeds" not in to_markdown(compare(_record({"touch": [True]}), _record({"touch": [True]})))
+
+
 def test_compare_command(tmp_path, capsys):
     from molmoact2.cli import main
 

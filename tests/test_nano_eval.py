@@ -166,7 +166,7 @@ def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
 
 
 def test_eval_replans_every_n_action_steps(tmp_path):
-    """--n-action-steps 5: the policy is asked again every 5 ticks instead of the checkpoint's 15."""
+    """--n-action-steps 5: the policy is asked again every 5 ticks, not 15 (and --noise-seed is kept)."""
     from molmoact2.cli import main
     from molmoact2.evaluation.nano_eval import EvalConfig
     from molmoact2.models.nano.factory import make_random_checkpoint
@@ -177,10 +177,11 @@ def test_eval_replans_every_n_action_steps(tmp_path):
         out = tmp_path / f"eval_{n}.json"
         assert main(["eval", "nano", "--checkpoint", str(ckpt), "--tasks", "touch", "--seeds-per-task", "1",
                      "--modes", "continuous", "--jobs", "1", "--out", str(out)]
-                    + (["--n-action-steps", str(n)] if n else [])) == 0
+                    + (["--n-action-steps", str(n), "--noise-seed", "3"] if n else [])) == 0
         rec = json.loads(out.read_text())
         (roll,) = rec["rollouts"]
         assert rec["config"]["n_action_steps"] == n
+        assert rec["config"]["seed"] == (3 if n else 0)  # --noise-seed reaches the policies' config
         chunks[n] = (roll["chunks"], roll["ticks"])
     assert chunks[5][0] == -(-chunks[5][1] // 5) and chunks[None][0] == -(-chunks[None][1] // 15)
     with pytest.raises(ValueError, match="n_action_steps: expected 1..30"):

@@ -18,7 +18,9 @@ from typing import Any
 from molmoact2.evaluation.report import own_rollouts, summary_of
 
 # Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
-_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "seed", "on_limit",
+# The policies' noise seed ("seed") may differ: both draws estimate the same rates, and a record run again with
+# another noise seed is how one sees how much of a per-layout outcome is luck (the paired table says so).
+_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "on_limit",
                 "n_action_steps")
 _Z95 = 1.959964
 
@@ -116,8 +118,9 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             if mode in so["actions_vs_expert"] and mode in sn["actions_vs_expert"]:
                 errors[mode] = (so["actions_vs_expert"][mode]["mae_pct"], sn["actions_vs_expert"][mode]["mae_pct"])
     paired = _paired(own_rollouts(old.get("rollouts", [])), own_rollouts(new.get("rollouts", [])))
+    noise_seeds = (old.get("config", {}).get("seed", 0), new.get("config", {}).get("seed", 0))
     return {"rows": [r for r in rows if r], "paired": paired,
-            "action_error_pct": errors}
+            "action_error_pct": errors, "noise_seeds": noise_seeds}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -143,5 +146,9 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
                   "|---|---|---|---|---|"]
         for mode, c in sorted(result["paired"].items()):
             lines.append(f"| {mode} | {c['only_new']} | {c['only_old']} | {c['both']} | {c['neither']} |")
+        seeds = result.get("noise_seeds", (0, 0))
+        if seeds[0] != seeds[1]:
+            lines.append(f"\nThe policies drew their noise with different seeds ({old_name} {seeds[0]}, {new_name} "
+                         f"{seeds[1]}): the same layouts, not the same draws.")
         lines.append("")
     return "\n".join(lines)

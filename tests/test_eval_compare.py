@@ -71,7 +71,7 @@ def test_records_with_another_noise_seed_compare_and_say_so():
     new["config"]["seed"] = 1
     result = compare(_record({"touch": [True, True, False, False]}), new)
     assert result["paired"]["continuous"] == {"only_new": 1, "only_old": 1, "both": 1, "neither": 1}
-    assert "different seeds (old 0, new 1)" in to_markdown(result)
+    assert "different seeds (old: 0, new: 1)" in to_markdown(result)
     assert "different seeds" not in to_markdown(compare(_record({"touch": [True]}), _record({"touch": [True]})))
 
 

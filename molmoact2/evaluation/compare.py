@@ -148,7 +148,7 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
             lines.append(f"| {mode} | {c['only_new']} | {c['only_old']} | {c['both']} | {c['neither']} |")
         seeds = result.get("noise_seeds", (0, 0))
         if seeds[0] != seeds[1]:
-            lines.append(f"\nThe policies drew their noise with different seeds ({old_name} {seeds[0]}, {new_name} "
+            lines.append(f"\nThe policies drew their noise with different seeds ({old_name}: {seeds[0]}, {new_name}: "
                          f"{seeds[1]}): the same layouts, not the same draws.")
         lines.append("")
     return "\n".join(lines)

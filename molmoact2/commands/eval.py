@@ -5,6 +5,7 @@
         --out docs/results/nano_eval.json
     molmoact2 eval report docs/results/nano_eval.json
     molmoact2 eval compare OLD.json NEW.json     # is NEW clearly better on the same seeds?
+    molmoact2 eval luck S0.json S1.json S2.json   # one checkpoint, several --noise-seed draws: skill or luck?
     molmoact2 eval qa --data /tmp/nano_data /tmp/nano_heldout   # spatial answers: training vs held-out scenes
     molmoact2 eval words --checkpoint assets/nano   # do the object's words steer the plan? (`expert`: control)
 """
@@ -50,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("new")
     c.add_argument("--names", default="old,new", help="column names for the two records, e.g. 'step 1100,step 2800'")
     c.set_defaults(handler=run_compare)
+    lk = sub.add_parser("luck", help="several records of one checkpoint with different --noise-seed: the spread "
+                                     "between draws and how often a solved layout is solved again")
+    lk.add_argument("records", nargs="+")
+    lk.set_defaults(handler=run_luck)
     q = sub.add_parser("qa", help="grade spatial answers on training and held-out scenes side by side "
                                   "(memorised vs never learned)")
     q.add_argument("--checkpoint", default="assets/nano", help="Nano checkpoint directory (default: the shipped one)")
@@ -141,6 +146,18 @@ def run_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"eval compare: {exc}") from None
     print(to_markdown(result, old_name=names[0], new_name=names[1]))
+    return 0
+
+
+def run_luck(args: argparse.Namespace) -> int:
+    from molmoact2.evaluation.luck import luck, to_markdown
+
+    records = [_load_record(path, "luck") for path in args.records]
+    try:
+        result = luck(records)
+    except ValueError as exc:
+        raise SystemExit(f"eval luck: {exc}") from None
+    print(to_markdown(result))
     return 0
 
 

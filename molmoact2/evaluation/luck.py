@@ -64,9 +64,8 @@ def luck(records: list[dict[str, Any]]) -> dict[str, Any]:
         rates = wins.mean(axis=1)
         solved_pairs = float((per_layout * (per_layout - 1)).sum())
         chances = float((per_layout * (n_draws - 1)).sum())
-        tasks = sorted({t for t, _ in layouts})
-        per_task = {t: [float(wins[d, [i for i, (tt, _) in enumerate(layouts) if tt == t]].mean())
-                        for d in range(n_draws)] for t in tasks}
+        task_of = np.array([t for t, _ in layouts])
+        per_task = {t: [float(x) for x in wins[:, task_of == t].mean(axis=1)] for t in sorted(set(task_of))}
         out["modes"][mode] = {
             "layouts": len(layouts),
             "rates": [float(r) for r in rates],

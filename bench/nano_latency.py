@@ -9,7 +9,9 @@ adaptive depth (MolmoThink: the cache from the previous, identical frame is repl
 (OpenFAST tokens; only with a trained checkpoint + tokenizer: a random model does not emit the grammar).
 Each mode runs twice per repeat, interleaved: `optimized` (the default inference path) and `reference`
 (`predict_action(optimized=False)`: the plain computation, same results up to float summation order).
-Prints the median per stage over --repeats runs, `call` = wall time of the whole predict_action call,
+`--also-steps N` adds a third variant, the optimized path with N Euler steps of the flow expert instead of the
+checkpoint's `flow_matching_num_steps` (what a change of that setting buys). Prints the median per stage over
+--repeats runs, `call` = wall time of the whole predict_action call,
 the control rate (chunks/s and executed actions/s = n_action_steps / call), the reference/optimized
 ratio per mode, the adaptive-vs-full depth speedup, and the issue's latency goals vs what was measured.
 Random weights measure the architecture's cost, not a trained model's; the shipped checkpoint's
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference (optimized=False) rows")
+    p.add_argument("--also-steps", type=int, default=None, metavar="N",
+                   help="also time the optimized path with N Euler steps of the flow expert (rows 'N steps'), "
+                        "interleaved with the checkpoint's own number")
     a = p.parse_args(argv)
 
     import torch
@@ -75,16 +80,18 @@ def main(argv: list[str] | None = None) -> None:
 
         tokenizer = OpenFastProcessor.load(a.action_tokenizer)
 
-    def run(mode: str, optimized: bool, around=contextlib.nullcontext) -> dict[str, float]:
-        """One timed predict_action call of `mode` (inside `around()`, e.g. a FLOP counter)."""
+    def run(mode: str, optimized: bool, around=contextlib.nullcontext, num_steps: int | None = None) -> dict[str, float]:
+        """One timed predict_action call of `mode` (inside `around()`, e.g. a FLOP counter); `num_steps`
+        overrides the checkpoint's Euler steps."""
         g = torch.Generator().manual_seed(0)
-        kw: dict = dict(generator=g, optimized=optimized)
+        kw: dict = dict(generator=g, optimized=optimized, num_steps=num_steps)
         if mode == "discrete":
             kw = dict(inference_action_mode="discrete", action_tokenizer=tokenizer, optimized=optimized)
         elif mode == "think_full":
             kw["enable_depth_reasoning"] = True
         elif mode == "think_adaptive":  # the previous, identical frame fills the cache (not timed)
-            first = model.predict_action(**base, generator=g, enable_depth_reasoning=True, optimized=optimized)
+            first = model.predict_action(**base, generator=g, enable_depth_reasoning=True, optimized=optimized,
+                                         num_steps=num_steps)
             kw |= dict(enable_depth_reasoning=True, depth_cache=first["depth_cache"])
         with around():
             t0 = time.perf_counter()
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     modes = ["continuous"] + (["think_full", "think_adaptive"] if model.config.enable_depth_reasoning else [])
     modes += ["discrete"] if tokenizer is not None else []
     variants = ["optimized"] + ([] if a.no_reference else ["reference"])
+    steps_variant = f"{a.also_steps} steps" if a.also_steps else None
+    variants += [steps_variant] if steps_variant else []
     run("continuous", True)  # warm-up (allocator, fused-weight and RoPE caches)
     rows: dict[tuple[str, str], dict[str, float]] = {}
     failed: dict[str, str] = {}
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for _ in range(a.repeats):  # interleaved, so both variants see the same machine load
                 for v in variants:
-                    samples[v].append(run(mode, v == "optimized"))
+                    samples[v].append(run(mode, v != "reference", num_steps=a.also_steps if v == steps_variant else None))
         except Exception as err:  # noqa: BLE001 - a model that does not (yet) emit valid OpenFAST tokens
             if mode != "discrete":
                 raise
@@ -113,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         for v in variants:
             rows[(mode, v)] = {s: statistics.median(t.get(s, 0.0) for t in samples[v]) for s in STAGES}
     print(f"MolmoAct2-Nano latency ({what}, {sum(x.numel() for x in model.parameters()) / 1e6:.2f} M params, "
-          f"{a.threads} thread(s), median of {a.repeats}, ms; n_action_steps={n_exec})")
+          f"{a.threads} thread(s), median of {a.repeats}, ms; n_action_steps={n_exec}, "
+          f"{model.config.flow_matching_num_steps} Euler steps unless a row says otherwise)")
     print(f"{'mode':16s}{'variant':>10s}" + "".join(f"{label:>9s}" for label in LABELS) + f"{'chunk_hz':>9s}{'act/s':>8s}")
     for (mode, v), r in rows.items():
         print(f"{mode:16s}{v:>10s}" + "".join(f"{r[s]:9.1f}" for s in STAGES)
@@ -123,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     if not a.no_reference:
         print("reference / optimized (whole call): " + ", ".join(
             f"{m} {rows[(m, 'reference')]['call_ms'] / rows[(m, 'optimized')]['call_ms']:.2f}x" for m in modes))
+    if steps_variant:
+        print(f"{steps_variant} / checkpoint's {model.config.flow_matching_num_steps} steps (whole call): " + ", ".join(
+            f"{m} {rows[(m, steps_variant)]['call_ms'] / rows[(m, 'optimized')]['call_ms']:.2f}x" for m in modes))
     opt = {m: rows[(m, "optimized")] for m in modes}
     if "think_adaptive" in opt:
         full, adapt = opt["think_full"], opt["think_adaptive"]
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         goals += [("think_adaptive", 1000.0 / opt["think_adaptive"]["call_ms"], GOAL_THINK_HZ, "Hz"),
                   ("adaptive/full", speedup, GOAL_ADAPTIVE_SPEEDUP, "x")]
     # How far could the goals be pushed without changing the computation? Matmul/attention FLOPs of one
-    # optimized call vs this machine's single-thread matmul peak give a lower bound on latency.
+    # optimized call vs this machine's matmul peak at the run's thread count give a lower bound on latency.
     from torch.utils.flop_counter import FlopCounterMode
 
     a_ = torch.randn(512, 512)
@@ -151,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         gflop = counter.get_total_flops() / 1e9
         floors.append(f"{mode} {gflop:.2f} GFLOP -> >= {gflop / peak_gflops * 1e3:.0f} ms "
                       f"(<= {peak_gflops / gflop:.0f} Hz)")
-    print(f"compute floor at this machine's 1-thread matmul peak ({peak_gflops:.0f} GFLOP/s, 512^3 fp32): "
+    print(f"compute floor at this machine's {a.threads}-thread matmul peak ({peak_gflops:.0f} GFLOP/s, 512^3 fp32): "
           + "; ".join(floors))
     print("goals (optimized): " + "; ".join(f"{name} {got:.1f} {unit} vs goal >= {goal:g} {unit} "
                                             f"[{'met' if got >= goal else 'NOT met'}]" for name, got, goal, unit in goals))

@@ -75,6 +75,18 @@ def test_records_with_another_noise_seed_compare_and_say_so():
     assert "different seeds" not in to_markdown(compare(_record({"touch": [True]}), _record({"touch": [True]})))
 
 
+def test_records_with_other_flow_steps_compare_and_say_so():
+    from molmoact2.evaluation.compare import to_markdown
+
+    old, new = _record({"touch": [True, False]}), _record({"touch": [True, True]})
+    new["config"]["num_steps"] = 5  # `old` predates the field: its actions were integrated with 10 steps
+    result = compare(old, new)
+    assert result["flow_steps"] == (10, 5) and result["paired"]["continuous"]["only_new"] == 1
+    assert "10 Euler steps in old and 5 in new" in to_markdown(result)
+    old["config"]["num_steps"] = 5
+    assert "Euler steps" not in to_markdown(compare(old, new))
+
+
 def test_compare_command(tmp_path, capsys):
     from molmoact2.cli import main
 

@@ -42,6 +42,12 @@ def test_luck_refuses_other_checkpoints_repeated_seeds_and_a_single_record():
         luck([a, _draw(0, {"touch": [False]})])
     with pytest.raises(ValueError, match="at least 2 records"):
         luck([a])
+    fewer = _draw(1, {"touch": [True]})
+    fewer["config"]["num_steps"] = 5  # another integration is another policy, not another draw
+    with pytest.raises(ValueError, match=r"Euler steps differ \(\[10, 5\]\)"):
+        luck([a, fewer])
+    fewer["config"]["num_steps"] = 10  # a record without the field was integrated with 10 steps
+    assert luck([a, fewer])["modes"]["continuous"]["layouts"] == 1
 
 
 def test_luck_command(tmp_path, capsys):

@@ -166,7 +166,8 @@ def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
 
 
 def test_eval_replans_every_n_action_steps(tmp_path):
-    """--n-action-steps 5: the policy is asked again every 5 ticks, not 15 (and --noise-seed is kept)."""
+    """--n-action-steps 5: the policy is asked again every 5 ticks, not 15 (and --noise-seed and --num-steps are
+    kept; without --num-steps the record names the checkpoint's own Euler steps)."""
     from molmoact2.cli import main
     from molmoact2.evaluation.nano_eval import EvalConfig
     from molmoact2.models.nano.factory import make_random_checkpoint
@@ -177,15 +178,46 @@ def test_eval_replans_every_n_action_steps(tmp_path):
         out = tmp_path / f"eval_{n}.json"
         assert main(["eval", "nano", "--checkpoint", str(ckpt), "--tasks", "touch", "--seeds-per-task", "1",
                      "--modes", "continuous", "--jobs", "1", "--out", str(out)]
-                    + (["--n-action-steps", str(n), "--noise-seed", "3"] if n else [])) == 0
+                    + (["--n-action-steps", str(n), "--noise-seed", "3", "--num-steps", "3"] if n else [])) == 0
         rec = json.loads(out.read_text())
         (roll,) = rec["rollouts"]
         assert rec["config"]["n_action_steps"] == n
         assert rec["config"]["seed"] == (3 if n else 0)  # --noise-seed reaches the policies' config
+        assert rec["config"]["num_steps"] == (3 if n else 10)  # the random checkpoint's config says 10
         chunks[n] = (roll["chunks"], roll["ticks"])
     assert chunks[5][0] == -(-chunks[5][1] // 5) and chunks[None][0] == -(-chunks[None][1] // 15)
     with pytest.raises(ValueError, match="n_action_steps: expected 1..30"):
         EvalConfig(checkpoint=str(tmp_path), n_action_steps=0)
+
+
+def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
+    """--num-steps reaches every policy a worker builds; a checkpoint whose config names no valid number is refused."""
+    from molmoact2.evaluation import nano_eval
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    try:
+        nano_eval._init_worker(nano_eval.EvalConfig(checkpoint=str(ckpt), num_steps=3))
+        assert {m: p.num_steps for m, p in nano_eval._W["policies"].items()} == \
+            {"continuous": 3, "think": 3, "discrete": 3}
+        obs = _first_touch_obs(nano_eval)
+        step = nano_eval._W["policies"]["continuous"].predict(obs)
+        assert step.denoising_states.shape[0] == 3 + 1  # noise, then one state per Euler step
+    finally:
+        nano_eval._W.clear()
+    with pytest.raises(ValueError, match="num_steps: expected 1..100"):
+        nano_eval.EvalConfig(checkpoint=str(ckpt), num_steps=0)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps(config | {"flow_matching_num_steps": 0}))
+    with pytest.raises(ValueError, match="flow_matching_num_steps in 1..100, got 0"):
+        nano_eval.checkpoint_flow_steps(str(ckpt))
+
+
+def _first_touch_obs(nano_eval):
+    """The first observation of a held-out touch layout, from the worker's own simulator."""
+    env = nano_eval._env("touch")
+    obs, _ = env.reset(10000)
+    return obs
 
 
 def test_eval_refuses_training_seeds(tmp_path):

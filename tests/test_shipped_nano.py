@@ -67,7 +67,8 @@ def test_every_mode_on_a_held_out_scene(policy):
     cont = policy.predict(obs)
     assert cont.actions.shape == (15, 6) and np.isfinite(cont.actions).all()
     assert ((cont.actions >= low - 5) & (cont.actions <= high + 5)).all()
-    assert cont.denoising_states.shape[0] == 11  # noise + 10 Euler steps
+    # noise + one state per Euler step: the shipped config's 5 (README "Five Euler steps instead of ten")
+    assert cont.denoising_states.shape[0] == policy.model.config.flow_matching_num_steps + 1 == 6
 
     model, proc = policy.model, policy.processor
     disc = NanoPolicy(model, proc, mode="discrete", action_tokenizer=OpenFastProcessor.load(DEFAULT_ACTION_TOKENIZER))

@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--action-tokenizer", default=None, help="OpenFAST directory (default assets/openfast_so101_sim)")
     n.add_argument("--n-action-steps", type=int, default=None, metavar="N",
                    help="actions executed per policy query (default: the checkpoint's, 15 of 30 for Nano)")
+    n.add_argument("--num-steps", type=int, default=None, metavar="N",
+                   help="Euler steps of the flow expert (default: the checkpoint's flow_matching_num_steps; recorded)")
     n.add_argument("--noise-seed", type=int, default=0,
                    help="seed of the policies' flow noise and sampling (another one: how much of a result is luck)")
     n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
@@ -100,7 +102,7 @@ def run_nano(args: argparse.Namespace) -> int:
                      tasks=_split(args.tasks), modes=_split(args.modes), seeds_per_task=args.seeds_per_task,
                      first_seed=args.first_seed, max_questions=args.max_questions, jobs=args.jobs,
                      on_limit=args.on_limit, swap_targets=args.swap_targets, n_action_steps=args.n_action_steps,
-                     seed=args.noise_seed)
+                     num_steps=args.num_steps, seed=args.noise_seed)
     record = evaluate(cfg)
     if args.out:
         out = Path(args.out)

@@ -23,6 +23,14 @@ from molmoact2.evaluation.report import own_rollouts, summary_of
 _SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "on_limit",
                 "n_action_steps")
 _Z95 = 1.959964
+# Records written before `eval nano` recorded the flow expert's Euler steps were all integrated with 10: every
+# Nano checkpoint until then had flow_matching_num_steps = 10 (the factory's default).
+LEGACY_FLOW_STEPS = 10
+
+
+def flow_steps(record: dict[str, Any]) -> int:
+    """Euler steps the record's continuous actions were integrated with."""
+    return int(record.get("config", {}).get("num_steps") or LEGACY_FLOW_STEPS)
 
 
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
@@ -120,7 +128,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     paired = _paired(own_rollouts(old.get("rollouts", [])), own_rollouts(new.get("rollouts", [])))
     noise_seeds = (old.get("config", {}).get("seed", 0), new.get("config", {}).get("seed", 0))
     return {"rows": [r for r in rows if r], "paired": paired,
-            "action_error_pct": errors, "noise_seeds": noise_seeds}
+            "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new))}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -140,6 +148,10 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if any(r["metric"].startswith("depth codes") for r in result["rows"]):
         lines.append("\nDepth-code intervals treat cells as independent; cells of one frame are not, so those "
                      "intervals are too narrow.")
+    steps = result.get("flow_steps", (LEGACY_FLOW_STEPS, LEGACY_FLOW_STEPS))
+    if steps[0] != steps[1]:
+        lines.append(f"\nThe flow expert integrated with {steps[0]} Euler steps in {old_name} and {steps[1]} in "
+                     f"{new_name}.")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

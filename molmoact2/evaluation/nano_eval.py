@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from molmoact2.training.nano_data import SINGLE_ARM_TASKS
 
 CLOSED_LOOP_MODES = ("continuous", "think", "discrete")
 HELD_OUT_FIRST_SEED = 10000  # training data uses seeds from 0; everything evaluated here starts at 10000
+MAX_FLOW_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class EvalConfig:
     # Actions executed per policy query (None: the checkpoint's norm stats, 15 of 30 for Nano). Fewer means the
     # policy looks again sooner (more queries per episode, slower evaluation).
     n_action_steps: int | None = None
+    # Euler steps of the flow expert (None: the checkpoint's `flow_matching_num_steps`). `evaluate` records the
+    # number actually used, so a record says how its actions were integrated even after a config changes.
+    num_steps: int | None = None
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
@@ -56,6 +60,8 @@ class EvalConfig:
             raise ValueError(f"on_limit: expected 'clip' or 'refuse', got {self.on_limit!r}")
         if self.n_action_steps is not None and not 1 <= self.n_action_steps <= 30:
             raise ValueError(f"n_action_steps: expected 1..30 (the action horizon), got {self.n_action_steps}")
+        if self.num_steps is not None and not 1 <= self.num_steps <= MAX_FLOW_STEPS:
+            raise ValueError(f"num_steps: expected 1..{MAX_FLOW_STEPS} Euler steps, got {self.num_steps}")
         if self.seeds_per_task < 0 or self.jobs < 1:
             raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
 
@@ -74,7 +80,8 @@ def _init_worker(cfg: EvalConfig) -> None:
 
     base = load_nano(cfg.checkpoint)
     tok = load_action_tokenizer(cfg.action_tokenizer or str(DEFAULT_ACTION_TOKENIZER))
-    common = dict(seed=cfg.seed, checkpoint_dir=cfg.checkpoint, n_action_steps=cfg.n_action_steps)
+    common = dict(seed=cfg.seed, checkpoint_dir=cfg.checkpoint, n_action_steps=cfg.n_action_steps,
+                  num_steps=cfg.num_steps)
     _W["tokenizer"] = tok
     _W["model"], _W["processor"] = base.model, base.processor
     _W["policies"] = {
@@ -112,7 +119,8 @@ def _run_item(item: tuple) -> tuple[tuple, dict[str, Any]]:
                                          target=target)
     if kind == "episode":
         return item, offline.episode_metrics(_W["model"], _W["processor"], _W["data"], item[1],
-                                             action_tokenizer=_W["tokenizer"], seed=_W["cfg"].seed)
+                                             action_tokenizer=_W["tokenizer"], seed=_W["cfg"].seed,
+                                             num_steps=_W["cfg"].num_steps)
     if kind == "qa":
         return item, offline.qa_metrics(_W["policies"]["continuous"], _W["data"], item[1])
     raise ValueError(f"unknown work item {item!r}")
@@ -152,6 +160,18 @@ def _check_heldout(cfg: EvalConfig) -> tuple[dict[str, Any] | None, list[int]]:
     return meta, graded if cfg.max_questions is None else graded[: cfg.max_questions]
 
 
+def checkpoint_flow_steps(checkpoint: str) -> int:
+    """The Euler steps a checkpoint integrates with by default (its config's `flow_matching_num_steps`)."""
+    import json
+
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    steps = config.get("flow_matching_num_steps")
+    if not isinstance(steps, int) or not 1 <= steps <= MAX_FLOW_STEPS:
+        raise ValueError(f"{checkpoint}/config.json: expected flow_matching_num_steps in 1..{MAX_FLOW_STEPS}, "
+                         f"got {steps!r}")
+    return steps
+
+
 def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -162,6 +182,8 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
 
     if not (Path(cfg.checkpoint) / "config.json").is_file():
         raise FileNotFoundError(f"eval: {cfg.checkpoint} is not a Nano checkpoint directory (no config.json)")
+    if cfg.num_steps is None:
+        cfg = replace(cfg, num_steps=checkpoint_flow_steps(cfg.checkpoint))
     meta, questions = _check_heldout(cfg)
     items = work_items(cfg, meta, questions)
     t0 = time.perf_counter()

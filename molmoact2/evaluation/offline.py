@@ -31,7 +31,9 @@ def _expert_chunk(actions: np.ndarray, frame: int, n: int) -> np.ndarray:
 
 
 def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, action_tokenizer: Any,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, num_steps: int | None = None) -> dict[str, Any]:
+    """Open-loop figures of one held-out episode; `num_steps` = the flow expert's Euler steps (None: the
+    checkpoint's default)."""
     import torch
 
     from molmoact2.models.nano.inference import predict_action
@@ -42,7 +44,7 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
     span = np.where(span > 1e-6, span, 1.0)
     ep = data.episodes[episode]
     common = dict(processor=processor, task=ep["instruction"], norm_tag=data.tag, n_action_steps=stride,
-                  enable_cuda_graph=False, return_dict=True)
+                  num_steps=num_steps, enable_cuda_graph=False, return_dict=True)
     rows: dict[str, list[Any]] = {"continuous_abs": [], "discrete_abs": [], "think_abs": [], "discrete_errors": [],
                                   "depth_first_correct": [], "depth_later_correct": [], "depth_changed_correct": [],
                                   "depth_changed_cells": []}

@@ -169,7 +169,10 @@ def to_markdown(record: dict[str, Any]) -> str:
             lines.append(f"| {t} | " + " | ".join(_pct(cl[m]["per_task"].get(t)) for m in modes) + " |")
         lines.append("| **mean over tasks** | " + " | ".join(
             f"**{100 * cl[m]['mean_over_tasks']:.0f}%**" for m in modes) + " |")
-        lines.append("| policy call (mean ms, 1 thread) | " + " | ".join(
+        # The flow expert's Euler steps set most of a continuous call's cost (older records: 10, see compare.py).
+        from molmoact2.evaluation.compare import flow_steps
+
+        lines.append(f"| policy call (mean ms, 1 thread, {flow_steps(record)} Euler steps) | " + " | ".join(
             f"{cl[m]['policy_ms_mean']:.0f}" if cl[m]["policy_ms_mean"] else "–" for m in modes) + " |")
         lines.append("| targets clipped at a joint limit (per episode; max overshoot) | " + " | ".join(
             f"{cl[m]['clipped_targets_per_episode']:.1f}; {cl[m]['max_overshoot_units']:.1f} units" for m in modes) + " |")

@@ -408,3 +408,31 @@ def test_action_head_reading_asks_with_each_objects_name(heldout_dir, tmp_path):
     assert got["follows"] + got["same"] <= got["pairs"]
     text = to_markdown([{"split": "held-out", "seeds": [10000, 10000], "summary": {"action_head": got}}])
     assert "asked for actions: head 1.0" in text and f"({got['top_own']}/{got['frames']})" in text
+
+
+def test_state_reliance_probe_sees_a_model_that_ignores_its_inputs(heldout_dir, tmp_path, capsys):
+    """scripts/probe_state_reliance.py on a random Nano: its expert's output layer starts at zero, so a plan is its
+    noise alone. The probe must show exactly that: a new noise draw moves it, other images or state do not."""
+    import importlib.util
+    from pathlib import Path
+
+    from molmoact2.cli import main
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_state_reliance.py"
+    spec = importlib.util.spec_from_file_location("probe_state_reliance", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    with pytest.raises(SystemExit, match="no task with two episodes"):
+        probe.main(["--checkpoint", str(ckpt), "--data", str(heldout_dir)])
+    two = tmp_path / "two"
+    assert main(["train", "data", "--out", str(two), "--episodes-per-task", "2", "--tasks", "touch", "--first-seed",
+                 "10000", "--render-size", str(RENDER), "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
+    capsys.readouterr()
+    probe.main(["--checkpoint", str(ckpt), "--data", str(two)])
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| change")}
+    assert rows["noise"] > 1.0 and rows["images"] == rows["blank"] == rows["state"] == 0.0
+    assert rows["swapped states"] > 0.0  # the two layouts' arms were not in the same pose
+

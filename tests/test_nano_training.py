@@ -206,6 +206,20 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
     assert args["init_from"]["step"] == 2 and args["init_from"]["weights"].endswith("train_state/model")
     assert args["init_from"]["training_args"]["config"]["steps"] == 2  # the provenance chain is kept
     assert [json.loads(line)["styles"]["qa"] for line in (b / "train_log.jsonl").read_text().splitlines()] == [2]
+    # --ordinal-state: the same lr-0 start, but the 256 state-bin rows are rewritten (and only they)
+    d = tmp_path / "d"
+    assert _train([*common, "--out", str(d), "--steps", "1", "--lr", "0", "--mix", QA_ONLY, "--init-from", str(a),
+                   "--ordinal-state"]) == 0
+    wd = load_file(str(d / "model.safetensors"))
+    key = next(k for k in wd if k.endswith("embed_tokens.weight"))
+    start = json.loads((d / "config.json").read_text())["state_token_start_id"]
+    state = slice(start, start + 256)
+    assert all(torch.equal(wa[k], wd[k]) for k in wa if k != key)
+    assert torch.equal(torch.cat([wa[key][:start], wa[key][start + 256:]]), torch.cat([wd[key][:start], wd[key][start + 256:]]))
+    rows = torch.nn.functional.normalize(wd[key][state].float(), dim=1)
+    before = torch.nn.functional.normalize(wa[key][state].float(), dim=1)
+    assert float((rows[1:] * rows[:-1]).sum(1).mean()) > 0.9 > float((before[1:] * before[:-1]).sum(1).mean())
+    assert json.loads((d / "training_args.json").read_text())["config"]["ordinal_state"] is True
     with pytest.raises(FileNotFoundError, match="not a Nano checkpoint"):
         _train([*common, "--out", str(c), "--steps", "1", "--init-from", str(tmp_path / "nothing")])
     with pytest.raises(ValueError, match="pass the matching --size"):
@@ -213,6 +227,22 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
 
         main(["train", "nano", "--size", "small", "--threads", "1", *common, "--out", str(c), "--steps", "1",
               "--init-from", str(a)])
+
+
+def test_ordinal_state_rows_are_similar_near_and_different_far():
+    from molmoact2.models.nano.state_embedding import ordinal_rows
+
+    rows = ordinal_rows(256, 64, seed=3, norm=0.5)
+    assert rows.shape == (256, 64) and torch.allclose(rows.norm(dim=1), torch.full((256,), 0.5), atol=1e-5)
+    unit = torch.nn.functional.normalize(rows, dim=1)
+
+    def similarity(gap: int) -> float:
+        return float((unit[gap:] * unit[:-gap]).sum(1).mean())
+
+    assert similarity(1) > 0.9 and similarity(2) > 0.8 and abs(similarity(50)) < 0.2
+    assert torch.equal(rows, ordinal_rows(256, 64, seed=3, norm=0.5))  # seeded
+    with pytest.raises(ValueError, match="width of at least 33"):
+        ordinal_rows(256, 16)
 
 
 def test_pooling_gives_the_language_model_finer_image_tokens(data_dir, data, tmp_path):

@@ -68,6 +68,9 @@ class TrainConfig:
     # Keep the image path (ViT + adapter) as it is, e.g. after `molmoact2 train vision` taught its tokens what is
     # where: the language model then learns to read them without its early, noisy gradients rewriting them.
     freeze_vision: bool = False
+    # Start the 256 state-bin token rows as ordinal embeddings (models/nano/state_embedding.py: neighbouring bins
+    # similar) instead of the loaded / random rows; a new run only, never on --resume.
+    ordinal_state: bool = False
     # Grounding loss (models/nano/grounding.py): weight (0 = off), and which layer's head is told where the named
     # object is while the point's coordinates are written.
     ground_weight: float = 0.0
@@ -285,6 +288,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         raise ValueError(f"{which} norm stats differ from those of {data_dir}: the actions would be normalized "
                          f"differently; use the data the checkpoint was trained on")
     model.norm_stats = data.norm_stats
+    if cfg.ordinal_state and not start:
+        from molmoact2.models.nano.state_embedding import set_ordinal_state_embeddings
+
+        set_ordinal_state_embeddings(model, seed=cfg.seed)
     if cfg.freeze_vision:
         for part in (model.vit, model.adapter):
             part.requires_grad_(False)

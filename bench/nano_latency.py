@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
 
         tokenizer = OpenFastProcessor.load(a.action_tokenizer)
 
-    def run(mode: str, optimized: bool, around=contextlib.nullcontext, num_steps: int | None = None) -> dict[str, float]:
+    def run(mode: str, optimized: bool, around=contextlib.nullcontext,
+            num_steps: int | None = None) -> dict[str, float]:
         """One timed predict_action call of `mode` (inside `around()`, e.g. a FLOP counter); `num_steps`
         overrides the checkpoint's Euler steps."""
         g = torch.Generator().manual_seed(0)
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for _ in range(a.repeats):  # interleaved, so both variants see the same machine load
                 for v in variants:
-                    samples[v].append(run(mode, v != "reference", num_steps=a.also_steps if v == steps_variant else None))
+                    steps = a.also_steps if v == steps_variant else None
+                    samples[v].append(run(mode, v != "reference", num_steps=steps))
         except Exception as err:  # noqa: BLE001 - a model that does not (yet) emit valid OpenFAST tokens
             if mode != "discrete":
                 raise
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         print("reference / optimized (whole call): " + ", ".join(
             f"{m} {rows[(m, 'reference')]['call_ms'] / rows[(m, 'optimized')]['call_ms']:.2f}x" for m in modes))
     if steps_variant:
-        print(f"{steps_variant} / checkpoint's {model.config.flow_matching_num_steps} steps (whole call): " + ", ".join(
+        own = model.config.flow_matching_num_steps
+        print(f"{steps_variant} / checkpoint's {own} steps (whole call): " + ", ".join(
             f"{m} {rows[(m, steps_variant)]['call_ms'] / rows[(m, 'optimized')]['call_ms']:.2f}x" for m in modes))
     opt = {m: rows[(m, "optimized")] for m in modes}
     if "think_adaptive" in opt:

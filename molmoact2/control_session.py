@@ -182,6 +182,9 @@ class ControlConfig:
     # Name another object of the seed's layout in the instruction ("" = the seed's own): same picture, other
     # words -- does the policy follow them? (SimEnv.reset's "target" option)
     target: str = ""
+    # Euler steps of a flow-matching action expert (None: the model's own setting). Fewer is faster and coarser;
+    # the viewer shows one denoising state per step.
+    num_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -231,13 +234,21 @@ class _TimedPolicy:
 def make_control_policy(config: ControlConfig, env: Any) -> Any:
     """The Policy named by `config.policy_spec` for `env` (`expert`, or anything `load_policy` takes)."""
     kind = control_spec_kind(config.policy_spec)
+    from molmoact2.models.act_protocol import MAX_NUM_STEPS  # the /act protocol's bound, for every model kind
+
+    if config.num_steps is not None and not 1 <= config.num_steps <= MAX_NUM_STEPS:
+        raise ValueError(f"Euler steps: expected 1..{MAX_NUM_STEPS} or none (the model's own), got {config.num_steps}")
     if kind == "expert":
+        if config.num_steps is not None:
+            raise ValueError("the scripted expert has no flow-matching expert to integrate: leave Euler steps blank")
         from molmoact2.runner import ExpertPolicy
 
         return ExpertPolicy(env)
     from molmoact2.models.registry import load_policy
 
     opts: dict[str, Any] = {}
+    if config.num_steps is not None:  # every model kind takes it: Nano, a checkpoint, an /act server per request
+        opts["num_steps"] = int(config.num_steps)
     if kind in ("nano", "checkpoint"):
         if config.norm_tag:
             opts["norm_tag"] = config.norm_tag
@@ -528,6 +539,8 @@ def format_status(st: ControlStatus) -> str:
     """The status line: state, loop rate, chunks, ticks, refusals (with their messages), outcome."""
     c = st.config
     head = f"`{c.task}` · seed {c.seed} · policy `{st.policy_name or c.policy_spec}`"
+    if c.num_steps is not None:
+        head += f" · {c.num_steps} Euler steps"
     if st.instruction:
         head += f" · **{st.instruction}**"
     if st.target_options:

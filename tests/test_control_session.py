@@ -223,3 +223,34 @@ def test_remote_nano_through_the_loop(nano_server):
         assert step.action_names is not None and st.policy_name.startswith("remote:")
     finally:
         session.close()
+
+
+def test_euler_steps_reach_the_model_and_bad_values_are_refused(tmp_path):
+    """The Control tab's Euler-steps box: a number reaches the flow expert (one denoising state per step), 0 or
+    blank keeps the model's own; the expert (no flow) and out-of-range or fractional values are refused in words."""
+    from app.tabs.control import _bad_input, _config
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    base = dict(policy_spec=f"nano:{ckpt}", task="touch", on_limit="clip", max_steps=20, **FAST)
+    for steps, states in ((3, 4), (None, 11)):  # the random checkpoint's own setting is 10
+        session = ControlSession(ControlConfig(num_steps=steps, **base))
+        try:
+            st = session.step()
+            assert st.chunks == 1, format_status(st)
+            assert session.steps[0].denoising_states.shape[0] == states
+        finally:
+            session.close()
+    for cfg, words in ((ControlConfig(num_steps=0, **base), "expected 1..100"),
+                       (ControlConfig(policy_spec="expert", task="touch", num_steps=3, **FAST), "leave Euler steps blank")):
+        session = ControlSession(cfg)
+        try:
+            st = session.status()
+            assert st.state == "error" and words in st.error, format_status(st)
+        finally:
+            session.close()
+    assert _bad_input("touch", 0, None) is None and _bad_input("touch", 0, "") is None and _bad_input("touch", 0, 0) is None
+    assert _config("nano", "touch", 0, "clip", False, False, "", 4.0).num_steps == 4
+    assert _config("nano", "touch", 0, "clip", False, False, "", 0).num_steps is None
+    for bad in (2.5, -1, 101, "many"):
+        assert "**Euler steps** must be 0" in _bad_input("touch", 0, bad), bad

@@ -215,7 +215,8 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
     start = json.loads((d / "config.json").read_text())["state_token_start_id"]
     state = slice(start, start + 256)
     assert all(torch.equal(wa[k], wd[k]) for k in wa if k != key)
-    assert torch.equal(torch.cat([wa[key][:start], wa[key][start + 256:]]), torch.cat([wd[key][:start], wd[key][start + 256:]]))
+    rest = [torch.cat([w[key][:start], w[key][start + 256:]]) for w in (wa, wd)]
+    assert torch.equal(*rest)
     rows = torch.nn.functional.normalize(wd[key][state].float(), dim=1)
     before = torch.nn.functional.normalize(wa[key][state].float(), dim=1)
     assert float((rows[1:] * rows[:-1]).sum(1).mean()) > 0.9 > float((before[1:] * before[:-1]).sum(1).mean())

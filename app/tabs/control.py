@@ -30,12 +30,23 @@ def _viewer_bytes(session) -> bytes | None:
     return feed.pull(*session.snapshot())
 
 
-def _config(spec, task, seed, on_limit, trust, think, target=""):
+def _flow_steps(value) -> int | None:
+    """The Euler-steps box: 0 or blank means the model's own setting (a cleared number box arrives as 0);
+    anything else must be a whole number."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"not a whole number: {value}")
+    return int(number) or None
+
+
+def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
     from molmoact2.control_session import ControlConfig
 
     return ControlConfig(policy_spec=str(spec or "").strip(), task=task, seed=int(seed), image_size=IMAGE_SIZE,
                          on_limit=on_limit, trust_remote_code=bool(trust), depth_reasoning=bool(think),
-                         target=str(target or "").strip())
+                         target=str(target or "").strip(), num_steps=_flow_steps(flow_steps))
 
 
 def _ensure(session, cfg):
@@ -49,7 +60,8 @@ def _ensure(session, cfg):
     return session
 
 
-def _bad_input(task, seed) -> str | None:
+def _bad_input(task, seed, flow_steps=None) -> str | None:
+    from molmoact2.models.act_protocol import MAX_NUM_STEPS
     from molmoact2.sim import task_names
 
     if task not in task_names():
@@ -58,6 +70,13 @@ def _bad_input(task, seed) -> str | None:
         int(seed)
     except (TypeError, ValueError):
         return f"**Seed** must be an integer, got `{seed}`"
+    try:
+        steps = _flow_steps(flow_steps)
+    except (TypeError, ValueError):
+        steps = 0
+    if steps is not None and not 1 <= steps <= MAX_NUM_STEPS:
+        return (f"**Euler steps** must be 0 (the model's own) or a whole number 1–{MAX_NUM_STEPS}, "
+                f"got `{flow_steps}`")
     return None
 
 
@@ -78,15 +97,15 @@ def check_model(spec, trust):
     return format_health(check_spec(spec, trust_remote_code=bool(trust)))
 
 
-def run_policy(session, spec, task, seed, on_limit, trust, think, target=""):
+def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
     """Generator: (session, viewer bytes, status, download) until the episode ends or is paused."""
     from molmoact2.control_session import format_status
 
-    bad = _bad_input(task, seed)
+    bad = _bad_input(task, seed, flow_steps)
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps))
     st = session.status()
     if st.state == "error":
         yield session, None, format_status(st), None
@@ -102,15 +121,15 @@ def run_policy(session, spec, task, seed, on_limit, trust, think, target=""):
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
 
 
-def step_policy(session, spec, task, seed, on_limit, trust, think, target=""):
+def step_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
     """Generator (one yield): the streaming viewer takes its bytes from generators only."""
     from molmoact2.control_session import format_status
 
-    bad = _bad_input(task, seed)
+    bad = _bad_input(task, seed, flow_steps)
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps))
     if session.status().state != "error":
         session.step()
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
@@ -125,13 +144,13 @@ def pause_policy(session):
     return format_status(session.status()) + "\n\n*pause requested: stopping after the chunk in progress*"
 
 
-def reset_policy(session, spec, task, seed, on_limit, trust, think, target=""):
+def reset_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
     from molmoact2.control_session import ControlSession, format_status
 
-    bad = _bad_input(task, seed)
+    bad = _bad_input(task, seed, flow_steps)
     if bad:
         return session, bad, None
-    cfg = _config(spec, task, seed, on_limit, trust, think, target)
+    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps)
     if session is None:
         session = ControlSession(cfg)
     else:
@@ -156,7 +175,9 @@ def build(ctx: AppContext) -> None:
         "(joint limits, NaN, dimensions, chunk length) and executed; a refused chunk executes nothing and is listed "
         "below. **Model**: `expert` (the scripted expert), `nano`, `nano:DIR`, a local checkpoint directory, or an "
         "`http://host:port` /act server — press **Check** to test it before running. **Object to name** keeps the "
-        "seed's scene and names another of its objects in the instruction: does the policy follow the words?\n\n"
+        "seed's scene and names another of its objects in the instruction: does the policy follow the words? "
+        "**Euler steps** sets how many denoising steps a flow-matching model takes (0: its own): "
+        "fewer is faster, the viewer draws one denoising state per step.\n\n"
         + nano_note(),
         elem_id="ctl-intro",
     )
@@ -165,6 +186,7 @@ def build(ctx: AppContext) -> None:
         spec = gr.Textbox(value=default_control_spec(), label="Model (spec)", elem_id="ctl-spec", scale=3)
         trust = gr.Checkbox(value=False, label="trust the checkpoint's own code", elem_id="ctl-trust")
         think = gr.Checkbox(value=False, label="depth reasoning (Think)", elem_id="ctl-think")
+        flow_steps = gr.Number(value=0, label="Euler steps (0: the model's own)", elem_id="ctl-flow-steps")
         check = gr.Button("Check", elem_id="ctl-check")
     health = gr.Markdown("Model not checked yet.", elem_id="ctl-health")
     with gr.Row():
@@ -185,7 +207,7 @@ def build(ctx: AppContext) -> None:
     viewer = Rerun(streaming=True, height=620, label="Rerun viewer", elem_id="ctl-viewer")
     download = gr.File(label="Recording (.rrd)", interactive=False, elem_id="ctl-download")
 
-    inputs = [session, spec, task, seed, on_limit, trust, think, target]
+    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps]
     check.click(check_model, inputs=[spec, trust], outputs=[health])
     run.click(run_policy, inputs=inputs, outputs=[session, viewer, status, download])
     step.click(step_policy, inputs=inputs, outputs=[session, viewer, status, download])

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from molmoact2.models.act_protocol import MAX_NUM_STEPS as MAX_FLOW_STEPS  # Euler steps one may ask for
 from molmoact2.training.nano_data import SINGLE_ARM_TASKS
 
 CLOSED_LOOP_MODES = ("continuous", "think", "discrete")
 HELD_OUT_FIRST_SEED = 10000  # training data uses seeds from 0; everything evaluated here starts at 10000
-MAX_FLOW_STEPS = 100
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ policy would (own images, own state, instruction, noise seed 0) and again with O
   * state      the state of that other episode's frame (so the state tokens disagree with the pictures).
 Each row is the mean |difference| of the two chunks as % of each joint's 1-99% action range (the cache's
 norm stats), per joint and overall. The last row is how far apart the swapped states themselves were: a
-model that reads the state tokens moves its plan by a good part of that.
+model that reads the state tokens moves its plan by a good part of that. A last line gives the mean cosine
+similarity of neighbouring state-bin embedding rows (near 0: unrelated vectors; `train nano --ordinal-state`
+starts them near 1).
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> None:
     for k, rows in diffs.items():
         m = 100 * np.mean(rows, axis=0)
         print(f"| {k} | {m.mean():.1f} | " + " | ".join(f"{v:.1f}" for v in m) + " |")
+    cfg = policy.model.config
+    start = int(cfg.state_token_start_id)
+    rows = policy.model.lm.embed_tokens.weight.detach().float()[start:start + int(cfg.num_state_tokens)]
+    unit = torch.nn.functional.normalize(rows, dim=1)
+    print(f"state-bin embedding rows: neighbouring bins' mean cosine similarity "
+          f"{float((unit[1:] * unit[:-1]).sum(1).mean()):.2f}")
 
 
 if __name__ == "__main__":

@@ -204,6 +204,8 @@ def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
         step = nano_eval._W["policies"]["continuous"].predict(obs)
         assert step.denoising_states.shape[0] == 3 + 1  # noise, then one state per Euler step
     finally:
+        for env in nano_eval._W.get("envs", {}).values():
+            env.close()
         nano_eval._W.clear()
     with pytest.raises(ValueError, match="num_steps: expected 1..100"):
         nano_eval.EvalConfig(checkpoint=str(ckpt), num_steps=0)
@@ -431,8 +433,10 @@ def test_state_reliance_probe_sees_a_model_that_ignores_its_inputs(heldout_dir, 
                  "10000", "--render-size", str(RENDER), "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
     capsys.readouterr()
     probe.main(["--checkpoint", str(ckpt), "--data", str(two)])
-    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in capsys.readouterr().out.splitlines()
+    printed = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in printed.splitlines()
             if line.startswith("| ") and not line.startswith("| change")}
+    assert "neighbouring bins' mean cosine similarity" in printed
     assert rows["noise"] > 1.0 and rows["images"] == rows["blank"] == rows["state"] == 0.0
     assert rows["swapped states"] > 0.0  # the two layouts' arms were not in the same pose
 

@@ -233,14 +233,14 @@ class _TimedPolicy:
 
 def make_control_policy(config: ControlConfig, env: Any) -> Any:
     """The Policy named by `config.policy_spec` for `env` (`expert`, or anything `load_policy` takes)."""
-    kind = control_spec_kind(config.policy_spec)
     from molmoact2.models.act_protocol import MAX_NUM_STEPS  # the /act protocol's bound, for every model kind
 
+    kind = control_spec_kind(config.policy_spec)
     if config.num_steps is not None and not 1 <= config.num_steps <= MAX_NUM_STEPS:
         raise ValueError(f"Euler steps: expected 1..{MAX_NUM_STEPS} or none (the model's own), got {config.num_steps}")
     if kind == "expert":
         if config.num_steps is not None:
-            raise ValueError("the scripted expert has no flow-matching expert to integrate: leave Euler steps blank")
+            raise ValueError("the scripted expert has no flow-matching expert to integrate: set Euler steps to 0 (none)")
         from molmoact2.runner import ExpertPolicy
 
         return ExpertPolicy(env)

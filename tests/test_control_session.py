@@ -242,7 +242,7 @@ def test_euler_steps_reach_the_model_and_bad_values_are_refused(tmp_path):
         finally:
             session.close()
     for cfg, words in ((ControlConfig(num_steps=0, **base), "expected 1..100"),
-                       (ControlConfig(policy_spec="expert", task="touch", num_steps=3, **FAST), "leave Euler steps blank")):
+                       (ControlConfig(policy_spec="expert", task="touch", num_steps=3, **FAST), "set Euler steps to 0")):
         session = ControlSession(cfg)
         try:
             st = session.status()

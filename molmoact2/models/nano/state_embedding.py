@@ -19,8 +19,8 @@ import math
 
 import torch
 
-# Frequencies (cycles over the whole 0..1 range, times 1/2) from 1 to 64: the slowest separates the two ends of
-# the range, the fastest still changes by well under a radian from one bin to the next (pi * 64 / 256).
+# Angular frequencies pi * f for f from 1 to 64 (f / 2 cycles over the 0..1 range): the slowest separates the two
+# ends of the range, the fastest still turns by under a radian from one bin to the next (pi * 64 / 256).
 NUM_FREQUENCIES = 16
 MAX_FREQUENCY = 64.0
 

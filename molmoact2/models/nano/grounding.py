@@ -1,18 +1,19 @@
 """Grounding loss: one attention head is told where the named object is while the point is written.
 
-Why: every Nano run so far learned where objects tend to be, not which one a name means (README "Where do the
-words get lost?"): even after `train vision` taught the image tokens what is where, the answers' nearest object
-is the named one at chance on held-out layouts. The answer tokens give the language model only a weak, indirect
-signal for the step it is missing: attend from the coordinate being written to the image token that holds the
-named object. This loss gives that step a direct signal (attention supervision): at every position that predicts
-a coordinate token of the first point, ONE head (`head`) of ONE layer (`layer`) should put its attention on the
-`<im_patch>` tokens covering the object, in proportion to the object's pixels in each token cell.
+Why: every Nano run so far learned where objects tend to be, not which one a name means (docs/nano_experiments.md
+"Where do the words get lost?"): even after `train vision` taught the image tokens what is where, the answers'
+nearest object is the named one at chance on held-out layouts. The answer tokens give the language model only a
+weak, indirect signal for the step it is missing: attend from the coordinate being written to the image token that
+holds the named object. This loss gives that step a direct signal (attention supervision): at every position that
+predicts a coordinate token of the first point, ONE head (`head`) of ONE layer (`layer`) should put its attention on
+the `<im_patch>` tokens covering the object, in proportion to the object's pixels in each token cell.
 
 The action path gets the same signal (`train nano --ground-actions`): in robot examples with an action target, the
 same head, at the state tokens and the prompt's last token (positions after the instruction whose keys and values
 the action expert reads), is told where the instruction's object is in the front image. Why: the arm went to the
-named object about as often as to another one (README "Does the arm follow the words?"), even after pointing learned
-the names; the expert reads the language model's cache, so the cache has to hold where the named object is.
+named object about as often as to another one (docs/nano_experiments.md "Does the arm follow the words?"), even
+after pointing learned the names; the expert reads the language model's cache, so the cache has to hold where the
+named object is.
 
     loss = mean over those positions of  - sum_cells target[cell] * log attention[cell]
 

@@ -69,6 +69,39 @@ def test_expert_aimed_at_another_object_goes_there():
     assert rec["went_to_target"] and rec["closest_object"] == other
 
 
+def test_progress_says_how_far_a_pick_place_got():
+    """The expert picks, lifts and drops the named object: every stage is seen. An arm that holds its pose
+    never touches or moves it: every stage is False, so the stages can fail. The report counts both."""
+    from molmoact2.evaluation.closed_loop import rollout
+    from molmoact2.evaluation.report import summarize, to_markdown
+    from molmoact2.runner import ExpertPolicy
+    from molmoact2.sim import make_env
+
+    class Hold:
+        def reset(self):
+            pass
+
+        def predict(self, obs):
+            return Step(backend="hold", observation=obs, actions=np.repeat(obs.state[None, :], 15, axis=0))
+
+    env = make_env("pick_place", image_size=64, depth=False, segmentation=False)
+    done = rollout(ExpertPolicy(env), env, seed=10000)
+    held = rollout(Hold(), env, seed=10000, max_steps=60)
+    env.close()
+    assert done["success"], done
+    p = done["progress"]
+    assert p["touched"] and p["in_bin"] and p["lift_max_m"] > 0.05 and p["slide_max_m"] > 0.05, p
+    q = held["progress"]
+    assert not held["success"] and not q["touched"] and not q["in_bin"], q
+    assert q["lift_max_m"] < 0.005 and q["slide_max_m"] < 0.005, q
+
+    record = {"rollouts": [dict(done, mode="continuous"), dict(held, mode="continuous")]}
+    row = summarize(record)["closed_loop"]["continuous"]["progress"]["pick_place"]
+    assert [row[k]["hits"] for k in ("touched", "lifted", "slid", "in_bin", "success")] == [1, 1, 1, 1, 1]
+    assert row["touched"]["n"] == 2
+    assert "| continuous pick_place | 50% (1/2) | 50% (1/2) |" in to_markdown(record)
+
+
 def test_a_policy_error_is_a_recorded_failure():
     from molmoact2.evaluation.closed_loop import rollout
     from molmoact2.sim import make_env

@@ -44,6 +44,29 @@ def _closed_loop(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
             out[mode]["went_to_target_chance"] = float(np.mean([1 / r["n_objects"] for r in went]))
             out[mode]["failures_at_wrong_object"] = _rate(
                 sum(not r["success"] and not r["went_to_target"] for r in went), sum(not r["success"] for r in went))
+        progress = _progress(tasks)
+        if progress:  # records from before `progress` existed have none
+            out[mode]["progress"] = progress
+    return out
+
+
+LIFT_M = 0.02   # a named object this far above its start was carried (it rests on the table; a push tilts it less)
+SLIDE_M = 0.02  # ... this far across the table was pushed or dragged (push success needs 5 cm)
+
+
+def _progress(tasks: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per task, how many episodes got how far with the named object (every tick watched)."""
+    out: dict[str, Any] = {}
+    for task, rs in sorted(tasks.items()):
+        ps = [r["progress"] for r in rs if "progress" in r]
+        if not ps:
+            continue
+        n = len(ps)
+        out[task] = {"touched": _rate(sum(p["touched"] for p in ps), n),
+                     "lifted": _rate(sum(p["lift_max_m"] >= LIFT_M for p in ps), n),
+                     "slid": _rate(sum(p["slide_max_m"] >= SLIDE_M for p in ps), n),
+                     "in_bin": _rate(sum(p.get("in_bin", False) for p in ps), n) if "in_bin" in ps[0] else None,
+                     "success": _rate(sum(r["success"] for r in rs if "progress" in r), n)}
     return out
 
 
@@ -183,6 +206,13 @@ def to_markdown(record: dict[str, Any]) -> str:
             lines.append("| failures that ended nearer another object (grounding) | " + " | ".join(
                 _pct(cl[m]["failures_at_wrong_object"]) for m in modes) + " |")
         lines.append("")
+        prog = [(m, t, v) for m in modes for t, v in cl[m].get("progress", {}).items()]
+        if prog:
+            lines += [f"| how far it got with the named object | touched it | lifted >= {100 * LIFT_M:.0f} cm | "
+                      f"slid >= {100 * SLIDE_M:.0f} cm | in the bin at some tick | success |", "|---|---|---|---|---|---|"]
+            lines += [f"| {m} {t} | {_pct(v['touched'])} | {_pct(v['lifted'])} | {_pct(v['slid'])} | "
+                      f"{_pct(v['in_bin'])} | {_pct(v['success'])} |" for m, t, v in prog]
+            lines.append("")
     if s.get("words_vs_layout"):
         w = s["words_vs_layout"]
         modes = sorted(w)

@@ -208,6 +208,8 @@ class ControlStatus:
     # the model's own per-stage split of the last predict (vision, prefill, depth, action expert, ...)
     last_stages_ms: tuple[tuple[str, float], ...] = ()
     time_limit_steps: int | None = None
+    # how far the episode got with the named object (sim.progress): touched / lifted / slid / in the bin
+    progress: str = ""
     error: str | None = None
 
     @property
@@ -427,6 +429,7 @@ class ControlSession:
     def _do_reset(self, config: ControlConfig) -> None:
         from molmoact2.runner import guard_for_env, run_episode
         from molmoact2.sim import make_env
+        from molmoact2.sim.progress import ProgressWatch
 
         self.config = config
         self._mode = "idle"
@@ -437,7 +440,7 @@ class ControlSession:
             self.cameras, self.action_names = (), None
         self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, clipped_targets=0,
                   refusal_messages=(), success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="",
-                  target_options=())
+                  target_options=(), progress="")
         try:
             world_key = (config.task, config.image_size, config.depth)
             if self._built != world_key:
@@ -469,8 +472,9 @@ class ControlSession:
             if config.target.strip():
                 env.reset(config.seed, options={"target": config.target.strip()})
             self._policy.reset()
-            self._episode = run_episode(self._policy, env, self._guard, max_steps=config.max_steps, reset=False,
-                                        summary=self._summary)
+            self._watch = ProgressWatch(env)  # watches the named object at every tick the episode runs
+            self._episode = run_episode(self._policy, self._watch, self._guard, max_steps=config.max_steps,
+                                        reset=False, summary=self._summary)
             self._busy_s = 0.0
             with self._cond:
                 self.cameras, self.action_names = tuple(env.cameras), tuple(env.action_names)
@@ -516,7 +520,8 @@ class ControlSession:
                   clipped_targets=st.clipped_targets + clips,
                   refusal_messages=st.refusal_messages + new_refusals, success=bool(ep["success"]),
                   stopped_by=ep["stopped_by"], loop_hz=ticks / self._busy_s if self._busy_s > 0 else None,
-                  last_predict_ms=predict_ms, last_stages_ms=model_stages(step.timings_ms))
+                  last_predict_ms=predict_ms, last_stages_ms=model_stages(step.timings_ms),
+                  progress=self._watch.describe())
         if ep["stopped_by"] is not None:
             self._finish()
 
@@ -558,6 +563,8 @@ def format_status(st: ControlStatus) -> str:
              "done": f"done — {outcome or st.stopped_by}"}.get(st.state, f"**{st.state}**")
     line = (f"{head}\n\n{state} · loop rate {hz} · chunks executed {st.chunks} · ticks {st.ticks}{limit} · "
             f"last predict {pred} · safety refusals {st.refusals} · targets clipped {st.clipped_targets}")
+    if st.progress:
+        line += f"\n\nnamed object: {st.progress}"
     if st.last_stages_ms:
         line += "\n\nlast predict by stage: " + " · ".join(f"{name} {ms:.1f} ms" for name, ms in st.last_stages_ms)
     if st.refusal_messages:

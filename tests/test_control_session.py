@@ -61,6 +61,8 @@ def test_step_run_pause_reset_with_the_expert():
         st = session.step()
         assert st.state == "paused" and st.chunks == 1 and st.ticks > 0 and st.refusals == 0
         assert len(session.steps) == 1 and session.steps[0].n_executed == st.ticks
+        # the named object is watched at every tick: one chunk in, the expert is still on its way
+        assert st.progress.startswith("has not touched the ") and "not in the bin yet" in st.progress, st.progress
 
         # run, then pause while chunk 3 is being predicted: the pause lands after that chunk
         session.run()
@@ -95,6 +97,12 @@ def test_step_run_pause_reset_with_the_expert():
         st = session.wait_stopped(timeout_s=120)
         assert st.state == "done" and st.success and st.stopped_by == "success", format_status(st)
         assert "success" in format_status(st) and f"chunks executed {st.chunks}" in format_status(st)
+        # ... and at the end it has been touched, lifted and dropped in the bin, in that order
+        import re
+
+        ticks = [int(t) for t in re.findall(r"tick (\d+)", st.progress)]
+        assert len(ticks) == 3 and ticks == sorted(ticks) and ticks[-1] <= st.ticks, st.progress
+        assert st.progress.startswith("touched the ") and "named object: touched" in format_status(st)
         steps = session.steps
         assert [s.index for s in steps] == sorted({s.index for s in steps})  # one timeline: env ticks
         assert all(s.planned_path_world is not None and s.timings_ms["loop_execute_ms"] >= 0 for s in steps)

@@ -91,8 +91,9 @@ def test_progress_says_how_far_a_pick_place_got():
     assert done["success"], done
     p = done["progress"]
     assert p["touched"] and p["in_bin"] and p["lift_max_m"] > 0.05 and p["slide_max_m"] > 0.05, p
+    assert 0 < p["touched_tick"] < p["in_bin_tick"] <= done["ticks"], p
     q = held["progress"]
-    assert not held["success"] and not q["touched"] and not q["in_bin"], q
+    assert not held["success"] and not q["touched"] and not q["in_bin"] and q["touched_tick"] is None, q
     assert q["lift_max_m"] < 0.005 and q["slide_max_m"] < 0.005, q
 
     record = {"rollouts": [dict(done, mode="continuous"), dict(held, mode="continuous")]}

@@ -11,9 +11,9 @@ one render per policy query instead of one per tick. A policy exception (e.g. a 
 that fails to parse) ends the episode as a failure and is recorded, never swallowed.
 Each record also says which object the jaw came closest to (checked at the end of every chunk):
 `went_to_target` separates grounding errors (wrong object) from motor errors (right object, missed).
-`progress` says how far a failure got with the named object, checked at every tick (a touch lasts a few
-ticks): touched it, the most it rose above its starting height, the most it slid across the table, and
-(pick_place) whether it was ever inside the bin: where a pick-and-place stops, reach, grasp or carry.
+`progress` says how far a failure got with the named object, checked at every tick (`sim.progress`): touched
+it, the most it rose above its starting height and slid across the table, and (pick_place) whether it was ever
+inside the bin: where a pick-and-place stops, reach, grasp or carry.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
     """`target` aims the seed's layout at another of its objects (`SimEnv.target_options()`): the
     instruction names it instead, the picture is the same."""
     from molmoact2.runner import guard_for_env, run_episode
+    from molmoact2.sim.progress import ProgressWatch
 
     summary: dict[str, Any] = {}
     policy_ms: list[float] = []
@@ -40,7 +41,7 @@ def rollout(policy: Any, env: Any, seed: int, *, max_steps: int | None = None,
     if target is not None:
         env.reset(seed, options={"target": target})
         policy.reset()
-    watched = _ProgressWatch(env)
+    watched = ProgressWatch(env)
     try:
         for step in run_episode(policy, watched, guard_for_env(env, on_limit=on_limit), max_steps=max_steps,
                                 seed=seed, reset=target is None, summary=summary, observe_every_tick=False):
@@ -77,59 +78,6 @@ def other_target(env: Any, seed: int) -> str | None:
     env.reset(seed)
     others = [n for n in env.target_options() if n != env.instance.target]
     return others[int(np.random.default_rng([seed, 17]).integers(len(others)))] if others else None
-
-
-class _ProgressWatch:
-    """The env as `run_episode` sees it, plus a look at the named object after every tick. Why a wrapper:
-    the episode loop steps the env 15 times per chunk and yields once, and a grasp or a touch can begin
-    and end inside one chunk."""
-
-    def __init__(self, env: Any) -> None:
-        self._env = env
-        self._start: np.ndarray | None = None
-        self._target: str | None = None
-        self.touched, self.in_bin = False, False
-        self.lift_m, self.slide_m = 0.0, 0.0
-
-    def __getattr__(self, name: str) -> Any:  # everything else is the env's own
-        return getattr(self._env, name)
-
-    def reset(self, *args: Any, **kwargs: Any) -> Any:
-        out = self._env.reset(*args, **kwargs)
-        self._begin()
-        return out
-
-    def observe(self) -> Any:  # run_episode(reset=False) starts here: the env was reset by the caller
-        if self._start is None:
-            self._begin()
-        return self._env.observe()
-
-    def step(self, *args: Any, **kwargs: Any) -> Any:
-        out = self._env.step(*args, **kwargs)
-        if self._target is not None:
-            pos = self._env.object_pos(self._target)
-            self.lift_m = max(self.lift_m, float(pos[2] - self._start[2]))
-            self.slide_m = max(self.slide_m, float(np.linalg.norm(pos[:2] - self._start[:2])))
-            self.touched = self.touched or self._env.gripper_touches(self._target)
-            if self._env.task.name == "pick_place":
-                self.in_bin = self.in_bin or self._env.object_in_bin(self._target)
-        return out
-
-    def _begin(self) -> None:
-        target = getattr(self._env.instance, "target", None)
-        names = {o.name for o in self._env.scene.objects}
-        self._target = target if target in names else None  # a task without one named object: nothing to watch
-        self._start = self._env.object_pos(target) if self._target else np.zeros(3)
-        self.touched, self.in_bin = False, False
-        self.lift_m, self.slide_m = 0.0, 0.0
-
-    def record(self) -> dict[str, Any]:
-        if self._target is None:
-            return {}
-        progress = {"touched": self.touched, "lift_max_m": round(self.lift_m, 4), "slide_max_m": round(self.slide_m, 4)}
-        if self._env.task.name == "pick_place":
-            progress["in_bin"] = self.in_bin
-        return {"progress": progress}
 
 
 def _track_closest(env: Any, closest_m: dict[str, float]) -> None:

@@ -50,12 +50,10 @@ def _closed_loop(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-LIFT_M = 0.02   # a named object this far above its start was carried (it rests on the table; a push tilts it less)
-SLIDE_M = 0.02  # ... this far across the table was pushed or dragged (push success needs 5 cm)
-
-
 def _progress(tasks: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per task, how many episodes got how far with the named object (every tick watched)."""
+    from molmoact2.sim.progress import LIFT_M, SLIDE_M
+
     out: dict[str, Any] = {}
     for task, rs in sorted(tasks.items()):
         ps = [r["progress"] for r in rs if "progress" in r]
@@ -208,6 +206,8 @@ def to_markdown(record: dict[str, Any]) -> str:
         lines.append("")
         prog = [(m, t, v) for m in modes for t, v in cl[m].get("progress", {}).items()]
         if prog:
+            from molmoact2.sim.progress import LIFT_M, SLIDE_M
+
             lines += [f"| how far it got with the named object | touched it | lifted >= {100 * LIFT_M:.0f} cm | "
                       f"slid >= {100 * SLIDE_M:.0f} cm | in the bin at some tick | success |", "|---|---|---|---|---|---|"]
             lines += [f"| {m} {t} | {_pct(v['touched'])} | {_pct(v['lifted'])} | {_pct(v['slid'])} | "

@@ -85,6 +85,9 @@ def test_records_with_other_flow_steps_compare_and_say_so():
     assert "10 Euler steps in old and 5 in new" in to_markdown(result)
     old["config"]["num_steps"] = 5
     assert "Euler steps" not in to_markdown(compare(old, new))
+    new["config"]["carry_steps"] = 5  # `old` predates the option: nothing was carried
+    result = compare(old, new)
+    assert result["carry_steps"] == (0, 5) and "pinned to the previous plan's: 0 in old, 5 in new" in to_markdown(result)
 
 
 def test_compare_command(tmp_path, capsys):

@@ -48,6 +48,11 @@ def test_luck_refuses_other_checkpoints_repeated_seeds_and_a_single_record():
         luck([a, fewer])
     fewer["config"]["num_steps"] = 10  # a record without the field was integrated with 10 steps
     assert luck([a, fewer])["modes"]["continuous"]["layouts"] == 1
+    fewer["config"]["carry_steps"] = 5  # chunks pinned to the previous plan: another policy too
+    with pytest.raises(ValueError, match=r"--carry-steps differs \(\[0, 5\]\)"):
+        luck([a, fewer])
+    fewer["config"]["carry_steps"] = 0  # a record without the field carried nothing
+    assert luck([a, fewer])["modes"]["continuous"]["layouts"] == 1
 
 
 def test_luck_command(tmp_path, capsys):

@@ -243,6 +243,14 @@ def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
         nano_eval._W.clear()
     with pytest.raises(ValueError, match="num_steps: expected 1..100"):
         nano_eval.EvalConfig(checkpoint=str(ckpt), num_steps=0)
+    try:  # --carry-steps reaches the flow policies only (the discrete mode has no plan to carry)
+        nano_eval._init_worker(nano_eval.EvalConfig(checkpoint=str(ckpt), carry_steps=5))
+        assert {m: p.carry_steps for m, p in nano_eval._W["policies"].items()} == \
+            {"continuous": 5, "think": 5, "discrete": 0}
+    finally:
+        nano_eval._W.clear()
+    with pytest.raises(ValueError, match="carry_steps: expected 0"):
+        nano_eval.EvalConfig(checkpoint=str(ckpt), carry_steps=30)
     config = json.loads((ckpt / "config.json").read_text())
     (ckpt / "config.json").write_text(json.dumps(config | {"flow_matching_num_steps": 0}))
     with pytest.raises(ValueError, match="flow_matching_num_steps in 1..100, got 0"):

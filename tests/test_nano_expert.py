@@ -158,3 +158,33 @@ def test_planned_euler_matches_the_plain_reference(b, padded):
         assert torch.allclose(euler_integrate(ex, x0, hidden, mask, 7, dim_mask)[-1][1], fast[-1][1], atol=1e-6)
         hidden[0][0][1, 6] += 5.0
         assert not torch.allclose(euler_integrate(ex, x0, hidden, mask, 7, dim_mask)[-1][1], fast[-1][1], atol=1e-4)
+
+
+def test_a_prefix_pins_the_first_actions_at_every_step_and_the_rest_reads_it():
+    """Carry-over: the first k actions follow the flow's own path from the start noise to the prefix
+    (x_t = (1 - t) eps + t prefix at every step, the prefix itself at the end); the free actions attend
+    to them, so another prefix changes them; the planned and the plain loop agree."""
+    from molmoact2.models.nano.action_expert import euler_integrate_reference
+
+    ex = _expert(5, live=True)
+    ctx = _contexts(5, 1)
+    mask = torch.ones(1, T_CTX, dtype=torch.bool)
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randn(1, H, 32, generator=g)
+    dim_mask = (torch.arange(32) < 6).float()
+    prefix = torch.randn(1, 4, 32, generator=g) * dim_mask
+    fast = euler_integrate(ex, x0, ctx, mask, 6, dim_mask, prefix)
+    ref = euler_integrate_reference(ex, x0, ctx, mask, 6, dim_mask, prefix)
+    for i, (a, r) in enumerate(zip(fast, ref)):
+        assert torch.allclose(a, r, atol=1e-5, rtol=1e-5), (i, (a - r).abs().max())
+        t = i / 6
+        assert torch.allclose(a[:, :4], (1 - t) * x0[:, :4] * dim_mask + t * prefix, atol=1e-6), i
+    assert torch.equal(fast[-1][:, :4], prefix)
+    free = fast[-1][:, 4:]
+    other = euler_integrate(ex, x0, ctx, mask, 6, dim_mask, -prefix)[-1][:, 4:]
+    assert (free - other).abs().max() > 1e-3  # the free actions read the pinned ones
+    plain = euler_integrate(ex, x0, ctx, mask, 6, dim_mask)
+    assert not torch.allclose(plain[-1][:, 4:], free, atol=1e-4)
+    for bad in (torch.zeros(1, H, 32), torch.zeros(1, 3, 6), torch.zeros(4, 32)):
+        with pytest.raises(ValueError, match="prefix: expected"):
+            euler_integrate(ex, x0, ctx, mask, 6, dim_mask, bad)

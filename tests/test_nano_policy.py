@@ -78,3 +78,41 @@ def test_ask_spatial_question(ckpt):
     step = pol.ask([image(3)], "Point to the red cube", max_new_tokens=4)
     assert step.backend == "nano" and 1 <= step.generated_token_ids.shape[0] <= 4
     assert isinstance(step.answer_text, str) and "spatial" in step.info
+
+
+def test_carry_steps_continue_the_previous_plan_and_drop_it_when_it_was_not_executed(ckpt):
+    """carry_steps=5: the second chunk's first 5 actions ARE the first plan's actions for those ticks (its
+    actions 15..19), when the arm is where the first chunk ended; far from there the carry is dropped and
+    the Step says why. The discrete mode cannot carry, and says so."""
+    from molmoact2.models.nano.normalization import unnormalize_actions
+
+    pol = load_policy("nano", path=str(ckpt), seed=0, n_action_steps=15, carry_steps=5)
+    first = pol.predict(_obs())
+    assert first.actions.shape == (15, 6) and first.info["carry"]["steps"] == 0
+    planned = unnormalize_actions(pol._carry, pol.meta["action_stats"], pol.model.norm_stats.get("norm_mode", "min_max"))
+    moved = _obs()
+    moved.state = first.actions[-1].copy()  # as if the chunk had been executed
+    second = pol.predict(moved)
+    assert second.info["carry"]["steps"] == 5 and second.info["carry"]["state_gap"] < 1e-6
+    assert np.allclose(second.actions[:5], planned, atol=1e-3)
+    assert not np.allclose(second.actions[5:10], planned, atol=1e-3)  # the free part is the new plan's own
+
+    far = _obs()
+    far.state = second.actions[-1] + np.array([40.0, 0, 0, 0, 0, 0], np.float32)  # shoulder_pan 40 units off
+    third = pol.predict(far)
+    assert third.info["carry"]["steps"] == 0 and "not executed" in third.info["carry"]["note"]
+    pol.reset()
+    assert pol.predict(_obs()).info["carry"]["steps"] == 0  # a new episode starts without a plan
+
+    plain = load_policy("nano", path=str(ckpt), seed=0, n_action_steps=15)
+    assert "carry" not in plain.predict(_obs()).info
+    with pytest.raises(ValueError, match="only the continuous"):
+        load_policy("nano", path=str(ckpt), mode="discrete", action_tokenizer=str(_tokenizer_dir()), carry_steps=5)
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        load_policy("nano", path=str(ckpt), carry_steps=-1)
+
+
+def _tokenizer_dir():
+    from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER
+
+    return DEFAULT_ACTION_TOKENIZER

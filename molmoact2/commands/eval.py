@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="actions executed per policy query (default: the checkpoint's, 15 of 30 for Nano)")
     n.add_argument("--num-steps", type=int, default=None, metavar="N",
                    help="Euler steps of the flow expert (default: the checkpoint's flow_matching_num_steps; recorded)")
+    n.add_argument("--carry-steps", type=int, default=0, metavar="K",
+                   help="pin each chunk's first K actions to the previous plan's (continuous and Think; 0 = off): "
+                        "consecutive chunks continue one another instead of each drawing its own mode")
     n.add_argument("--noise-seed", type=int, default=0,
                    help="seed of the policies' flow noise and sampling (another one: how much of a result is luck)")
     n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
@@ -102,7 +105,7 @@ def run_nano(args: argparse.Namespace) -> int:
                      tasks=_split(args.tasks), modes=_split(args.modes), seeds_per_task=args.seeds_per_task,
                      first_seed=args.first_seed, max_questions=args.max_questions, jobs=args.jobs,
                      on_limit=args.on_limit, swap_targets=args.swap_targets, n_action_steps=args.n_action_steps,
-                     num_steps=args.num_steps, seed=args.noise_seed)
+                     num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps)
     record = evaluate(cfg)
     if args.out:
         out = Path(args.out)

@@ -33,6 +33,11 @@ def flow_steps(record: dict[str, Any]) -> int:
     return int(record.get("config", {}).get("num_steps") or LEGACY_FLOW_STEPS)
 
 
+def carry_steps(record: dict[str, Any]) -> int:
+    """Actions pinned to the previous plan (`eval nano --carry-steps`); records from before the option: 0."""
+    return int(record.get("config", {}).get("carry_steps") or 0)
+
+
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
     """Difference of proportions p1 - p0 and its 95% interval (Newcombe's hybrid score method:
     Wilson intervals of each rate combined; sound at 0% and 100%, where the plain Wald interval collapses)."""
@@ -128,7 +133,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     paired = _paired(own_rollouts(old.get("rollouts", [])), own_rollouts(new.get("rollouts", [])))
     noise_seeds = (old.get("config", {}).get("seed", 0), new.get("config", {}).get("seed", 0))
     return {"rows": [r for r in rows if r], "paired": paired,
-            "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new))}
+            "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new)),
+            "carry_steps": (carry_steps(old), carry_steps(new))}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -152,6 +158,10 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if steps[0] != steps[1]:
         lines.append(f"\nThe flow expert integrated with {steps[0]} Euler steps in {old_name} and {steps[1]} in "
                      f"{new_name}.")
+    carry = result.get("carry_steps", (0, 0))
+    if carry[0] != carry[1]:
+        lines.append(f"\nEach chunk's first actions were pinned to the previous plan's: {carry[0]} in {old_name}, "
+                     f"{carry[1]} in {new_name} (`--carry-steps`; 0 = off).")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

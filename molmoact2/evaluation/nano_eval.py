@@ -48,6 +48,9 @@ class EvalConfig:
     # Euler steps of the flow expert (None: the checkpoint's `flow_matching_num_steps`). `evaluate` records the
     # number actually used, so a record says how its actions were integrated even after a config changes.
     num_steps: int | None = None
+    # Continuous and Think policies pin each chunk's first k actions to the previous plan's (NanoPolicy
+    # `carry_steps`, 0 = off): consecutive chunks continue one another instead of each drawing its own mode.
+    carry_steps: int = 0
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
@@ -62,6 +65,8 @@ class EvalConfig:
             raise ValueError(f"n_action_steps: expected 1..30 (the action horizon), got {self.n_action_steps}")
         if self.num_steps is not None and not 1 <= self.num_steps <= MAX_FLOW_STEPS:
             raise ValueError(f"num_steps: expected 1..{MAX_FLOW_STEPS} Euler steps, got {self.num_steps}")
+        if not 0 <= self.carry_steps < 30:
+            raise ValueError(f"carry_steps: expected 0 (off) .. 29 actions of the 30-action horizon, got {self.carry_steps}")
         if self.seeds_per_task < 0 or self.jobs < 1:
             raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
 
@@ -84,9 +89,10 @@ def _init_worker(cfg: EvalConfig) -> None:
                   num_steps=cfg.num_steps)
     _W["tokenizer"] = tok
     _W["model"], _W["processor"] = base.model, base.processor
+    flow = dict(carry_steps=cfg.carry_steps) if cfg.carry_steps else {}  # the discrete mode has no plan to carry
     _W["policies"] = {
-        "continuous": NanoPolicy(base.model, base.processor, **common),
-        "think": NanoPolicy(base.model, base.processor, depth_reasoning=True, **common),
+        "continuous": NanoPolicy(base.model, base.processor, **common, **flow),
+        "think": NanoPolicy(base.model, base.processor, depth_reasoning=True, **common, **flow),
         "discrete": NanoPolicy(base.model, base.processor, mode="discrete", action_tokenizer=tok, **common),
     }
     _W["envs"] = {}

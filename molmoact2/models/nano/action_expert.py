@@ -14,6 +14,11 @@
   (`ActionExpert.plan`: the time/adaLN conditioning of all steps in one matmul per block, the context
   heads, RoPE, mask, weights) and each step runs `DiTBlock.forward_planned` (same math, fewer ops).
   Training uses `forward`; `euler_integrate_reference` is the plain loop the tests compare against.
+* Carry-over (`prefix`, a workbench extension the real model does not have): the first k actions are pinned
+  to a given chunk (the previous plan's actions for those ticks), at every step noised to the step's time with
+  the same start noise, x_t[:k] = (1 - t) eps[:k] + t prefix; the expert, attending over the whole chunk,
+  continues from them. Why: each replan draws new noise, and where the data has two modes (gripper open or
+  shut) consecutive chunks can pick different ones; pinning the overlap keeps the chosen one (inpainting).
 """
 
 from __future__ import annotations
@@ -275,15 +280,33 @@ def flow_matching_loss(expert: ActionExpert, actions: torch.Tensor, action_mask:
     return loss, rows
 
 
+def _pin(x: torch.Tensor, x0: torch.Tensor, prefix: torch.Tensor | None, t: float) -> torch.Tensor:
+    """x with its first k actions replaced by `prefix` [B, k, 32] noised to time t (see the module docstring)."""
+    if prefix is None:
+        return x
+    k = prefix.shape[1]
+    return torch.cat([(1.0 - t) * x0[:, :k] + t * prefix, x[:, k:]], dim=1)
+
+
+def _check_prefix(prefix: torch.Tensor | None, x0: torch.Tensor) -> None:
+    if prefix is not None and not (prefix.ndim == 3 and prefix.shape[0] == x0.shape[0]
+                                   and 1 <= prefix.shape[1] < x0.shape[1] and prefix.shape[2] == x0.shape[2]):
+        raise ValueError(f"prefix: expected [B, k, {x0.shape[2]}] with 1 <= k < {x0.shape[1]} (the horizon), "
+                         f"got {list(prefix.shape)}")
+
+
 @torch.no_grad()
 def euler_integrate(expert: ActionExpert, x0: torch.Tensor, contexts, ctx_mask, num_steps: int,
-                    dim_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+                    dim_mask: torch.Tensor | None = None, prefix: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Euler from noise x0 (t = 0) to data (t = 1): t_i = i / steps, x += dt * v. Returns every state
-    [x0, x1, ..., x_steps]; `contexts` are the raw per-layer (K, V). `dim_mask` [32] zeroes padded action dims of the start and of each velocity."""
+    [x0, x1, ..., x_steps]; `contexts` are the raw per-layer (K, V). `dim_mask` [32] zeroes padded action dims of
+    the start and of each velocity. `prefix` [B, k, 32] pins the first k actions (carry-over, module docstring)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    _check_prefix(prefix, x0)
     projected = expert.project_contexts(contexts)
     x = x0 if dim_mask is None else x0 * dim_mask
+    start = x
     states = [x]
     dt = 1.0 / num_steps
     # Same steps as `euler_integrate_reference` (tests compare them); the time conditioning, the
@@ -293,20 +316,23 @@ def euler_integrate(expert: ActionExpert, x0: torch.Tensor, contexts, ctx_mask, 
         v = expert.velocity(x, plan, i)
         if dim_mask is not None:
             v = v * dim_mask
-        x = x + dt * v
+        x = _pin(x + dt * v, start, prefix, (i + 1) / num_steps)
         states.append(x)
     return states
 
 
 @torch.no_grad()
 def euler_integrate_reference(expert: ActionExpert, x0: torch.Tensor, contexts, ctx_mask, num_steps: int,
-                              dim_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+                              dim_mask: torch.Tensor | None = None, prefix: torch.Tensor | None = None
+                              ) -> list[torch.Tensor]:
     """`euler_integrate` written plainly with the training-time `ActionExpert.forward` (the
     correctness reference for the planned fast path)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    _check_prefix(prefix, x0)
     projected = expert.project_contexts(contexts)
     x = x0 if dim_mask is None else x0 * dim_mask
+    start = x
     states = [x]
     dt = 1.0 / num_steps
     for i in range(num_steps):
@@ -314,6 +340,6 @@ def euler_integrate_reference(expert: ActionExpert, x0: torch.Tensor, contexts, 
         v = expert(x, t, projected, ctx_mask)
         if dim_mask is not None:
             v = v * dim_mask
-        x = x + dt * v
+        x = _pin(x + dt * v, start, prefix, (i + 1) / num_steps)
         states.append(x)
     return states

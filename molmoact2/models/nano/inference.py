@@ -136,10 +136,13 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                    inference_action_mode=None, enable_depth_reasoning=False, depth_cache=None, action_tokenizer=None,
                    num_steps=None, n_action_steps=None, generator=None, normalize_language=True,
                    enable_cuda_graph=True, return_dict=True, max_action_tokens: int = 256,
-                   return_context: bool = False, optimized: bool = True) -> Any:
+                   return_context: bool = False, optimized: bool = True, action_prefix_normalized=None) -> Any:
     """See the module docstring. `optimized=False` runs the plain reference computation (general LM
     path, every logit, the plain Euler loop): same results up to float summation order, slower; the
-    latency bench and the tests compare the two."""
+    latency bench and the tests compare the two. `action_prefix_normalized` [k, action_dim] (model space,
+    continuous mode only; a workbench extension) pins the chunk's first k actions, e.g. to the previous
+    plan's actions for those ticks (`action_expert` "Carry-over"); the full plan of every call is in
+    `denoising_states_normalized[-1]`."""
     timings: dict[str, float] = {}
     clock = _timer()
     t_start = clock["t"]
@@ -162,6 +165,17 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
     if not 1 <= n_exec <= horizon:
         raise ValueError(f"predict_action: n_action_steps must be in 1..{horizon}, got {n_exec}")
     steps = int(num_steps or cfg.flow_matching_num_steps)
+    prefix = None
+    if action_prefix_normalized is not None:
+        if mode != "continuous":
+            raise ValueError(f"action_prefix_normalized: only the continuous (flow-matching) mode takes a prefix, "
+                             f"not {mode!r}")
+        arr = np.asarray(action_prefix_normalized, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != action_dim or not 1 <= arr.shape[0] < horizon or not np.isfinite(arr).all():
+            raise ValueError(f"action_prefix_normalized: expected finite [k, {action_dim}] with 1 <= k < {horizon} "
+                             f"(the horizon), got shape {list(arr.shape)}")
+        prefix = torch.zeros((1, arr.shape[0], cfg.max_action_dim), dtype=torch.float32)
+        prefix[0, :, :action_dim] = torch.from_numpy(arr)
 
     # 1. prompt
     bins = T.discretize_state(raw_state, meta["state_stats"], norm_mode)
@@ -212,7 +226,8 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                 dim_mask[:action_dim] = 1.0
             integrate = euler_integrate if optimized else euler_integrate_reference
             states = integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
-                               None if dim_mask is None else dim_mask.to(model.dtype))
+                               None if dim_mask is None else dim_mask.to(model.dtype),
+                               None if prefix is None else prefix.to(model.device, model.dtype))
             denoise = torch.stack(states).float().cpu().numpy()  # [S+1, 1, H, 32]
             normed = denoise[-1][:, :n_exec, :action_dim]
             calls["action"] = steps

@@ -6,6 +6,12 @@
 
 The model is driven through its `predict_action(...)` with the official keyword arguments, exactly
 as `HFCheckpointPolicy` drives a real checkpoint; this class only adds what `Step` records.
+
+`carry_steps=k` (continuous mode; a workbench extension) pins each new chunk's first k actions to the
+previous plan's actions for those ticks, so consecutive chunks continue one another instead of each drawing
+its own mode (`action_expert` "Carry-over"). It assumes the previous chunk was executed: when the arm is
+farther than `CARRY_MAX_GAP` of a joint's range from where that chunk ended, the carry is dropped and the
+Step says so (`info["carry"]`).
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ from molmoact2.models.base import Observation, Step
 
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "assets" / "nano"
 BUILD_HINT = "python -m molmoact2.models.nano.factory --out /tmp/nano_random"
+# Carry-over is dropped when an arm joint is farther than this fraction of its 1-99% (else min-max) action
+# range from where the previous chunk ended: that chunk was not (fully) executed, so its plan no longer applies.
+# Measured on the shipped Nano in pick_place: an executed chunk leaves the arm 0.3-9% away.
+CARRY_MAX_GAP = 0.15
 
 
 class NanoPolicy:
     def __init__(self, model: Any, processor: Any, *, norm_tag: str | None = None, mode: str = "continuous",
                  depth_reasoning: bool = False, action_tokenizer: Any = None, num_steps: int | None = None,
-                 n_action_steps: int | None = None, seed: int | None = None, checkpoint_dir: str | None = None) -> None:
+                 n_action_steps: int | None = None, seed: int | None = None, checkpoint_dir: str | None = None,
+                 carry_steps: int = 0) -> None:
         from molmoact2.models.hf import load_action_tokenizer
 
         if mode not in ("continuous", "discrete"):
@@ -49,6 +60,11 @@ class NanoPolicy:
         self.action_tokenizer = load_action_tokenizer(action_tokenizer)
         self.num_steps, self.n_action_steps, self.seed = num_steps, n_action_steps, seed
         self.checkpoint_dir = checkpoint_dir
+        if int(carry_steps) != carry_steps or carry_steps < 0:
+            raise ValueError(f"carry_steps: expected a whole number >= 0 (0 = off), got {carry_steps!r}")
+        if carry_steps and mode != "continuous":
+            raise ValueError("carry_steps: only the continuous (flow-matching) mode can carry a plan over")
+        self.carry_steps = int(carry_steps)
         self.dtype = str(model.dtype).removeprefix("torch.")  # reported by `molmoact2 serve`'s health JSON
         self.name = f"nano[{norm_tag}{', think' if depth_reasoning else ''}{', discrete' if mode == 'discrete' else ''}]"
         self.reset()
@@ -59,6 +75,8 @@ class NanoPolicy:
 
         self._depth_cache = None
         self._index = 0
+        self._carry: np.ndarray | None = None     # previous plan's normalized actions for the next k ticks
+        self._carry_end: np.ndarray | None = None  # where the previous chunk's last action aimed (robot units)
         self._generator = None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
 
     @property
@@ -71,17 +89,24 @@ class NanoPolicy:
         t0 = time.perf_counter()
         order, note = order_cameras(obs, self.meta.get("camera_keys"), self.norm_tag)
         images = [obs.cameras[name].rgb for name in order]
+        prefix, carry = self._carry_for(np.asarray(obs.state, dtype=np.float32))
         out = self.model.predict_action(
             processor=self.processor, images=images, task=obs.instruction, state=np.asarray(obs.state),
             norm_tag=self.norm_tag, inference_action_mode=self.mode, enable_depth_reasoning=self.depth_reasoning,
             depth_cache=self._depth_cache if self.depth_reasoning else None, action_tokenizer=self.action_tokenizer,
             num_steps=self.num_steps, n_action_steps=self.n_action_steps, generator=self._generator,
-            normalize_language=True, enable_cuda_graph=False, return_dict=True)
+            normalize_language=True, enable_cuda_graph=False, return_dict=True,
+            **({} if prefix is None else {"action_prefix_normalized": prefix}))
         if self.depth_reasoning:
             self._depth_cache = out["depth_cache"]
         gen = out["generated_token_ids"]
         gen = None if gen is None else gen[0].numpy().astype(np.int64)
         actions = out["actions"][0].numpy()
+        if self.carry_steps:
+            plan = out["denoising_states_normalized"][-1][0]  # [horizon, 32]: the whole plan, executed part first
+            rest = plan[actions.shape[0]:actions.shape[0] + self.carry_steps, :actions.shape[1]]
+            self._carry = rest.astype(np.float32) if len(rest) else None  # n_action_steps = horizon: nothing left
+            self._carry_end = actions[-1].astype(np.float32)
         names = self.meta.get("action_stats", {}).get("names")
         denoise = out["denoising_states"]
         timings = dict(out["timings_ms"])
@@ -103,8 +128,34 @@ class NanoPolicy:
                   "camera_order": order, "camera_order_note": note, "forward_calls": out["forward_calls"],
                   "kv_summary": out["kv_summary"], "checkpoint": self.checkpoint_dir},
         )
+        if carry is not None:
+            step.info["carry"] = carry
         self._index += 1
         return step
+
+    def _carry_for(self, state: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+        """The prefix to pin this call (or None) and what the Step reports about it."""
+        if not self.carry_steps:
+            return None, None
+        if self._carry is None:
+            return None, {"steps": 0, "note": "no previous plan (first call of the episode)"}
+        stats = self.meta["action_stats"]
+        if state.shape != self._carry_end.shape:
+            raise ValueError(f"carry_steps: the state has {state.shape[0]} dims and the actions "
+                             f"{self._carry_end.shape[0]}; carrying a plan over needs joint-position actions")
+        lo, hi = ("q01", "q99") if "q01" in stats and "q99" in stats else ("min", "max")
+        if lo not in stats or hi not in stats:
+            raise ValueError(f"carry_steps: the action stats need q01/q99 or min/max to scale the state check, "
+                             f"they have {sorted(stats)}")
+        span = np.asarray(stats[hi], np.float32) - np.asarray(stats[lo], np.float32)
+        names = stats.get("names") or [""] * len(span)
+        arm = np.array(["gripper" not in n for n in names])  # a closed gripper stops at the object it holds
+        gap = float(np.max(np.abs(state - self._carry_end)[arm] / np.maximum(span[arm], 1e-6)))
+        if gap > CARRY_MAX_GAP:
+            return None, {"steps": 0, "state_gap": gap,
+                          "note": f"dropped: the arm is {100 * gap:.0f}% of a joint's range from where the previous "
+                                  f"chunk ended (> {100 * CARRY_MAX_GAP:.0f}%): it was not executed"}
+        return self._carry, {"steps": int(len(self._carry)), "state_gap": gap}
 
     def ask(self, images: Any, question: str, *, max_new_tokens: int = 64) -> Step:
         """A free-form (spatial) question: apply_chat_template -> generate -> Molmo2-ER parse."""

@@ -1,0 +1,117 @@
+"""Where does a pick-and-place grasp go wrong? The moment the gripper first closes, compared with the expert.
+
+    .venv/bin/python scripts/probe_grasp.py --checkpoint assets/nano --seeds 20      # about 2 min on one thread
+
+For held-out pick_place layouts (seeds from 10000, as `molmoact2 eval nano`), the policy and the scripted expert
+each run one episode through the safety guard (out-of-limit targets clipped, as in the eval). Every tick the
+probe notes the commanded gripper and where the jaw is relative to the named object's centre. At the first tick
+the gripper command, having opened, falls below half open again (the expert's close phase) it reports:
+  * the jaw's horizontal distance to the object's centre and its height above it (cm);
+  * whether the gripper had touched the object yet.
+A grasp needs the jaw within about 1.5 cm horizontally and at the object's height when it closes; the expert
+rows show what that looks like. The last rows count episodes in which the gripper never closed at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+class _CloseWatch:
+    """The env as run_episode sees it; after each tick, notes the first tick the gripper command falls
+    below `closed_below` after having been above it (home is shut, so the jaw opens first) and where the
+    jaw was then."""
+
+    def __init__(self, env, closed_below: float) -> None:
+        self._env, self.closed_below = env, closed_below
+        self.ticks, self.at_close, self.touched, self.opened = 0, None, False, False
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    def reset(self, *args, **kwargs):
+        self.ticks, self.at_close, self.touched, self.opened = 0, None, False, False
+        return self._env.reset(*args, **kwargs)
+
+    def step(self, action, **kwargs):
+        out = self._env.step(action, **kwargs)
+        self.ticks += 1
+        env, target = self._env, self._env.instance.target
+        self.touched = self.touched or env.gripper_touches(target)
+        grip = float(np.asarray(action)[5])
+        self.opened = self.opened or grip >= self.closed_below  # the arm starts at home with its jaw shut
+        if self.at_close is None and self.opened and grip < self.closed_below:
+            jaw = env.kinematics(0).path_world(env.state()[None, :6])[0]
+            rel = jaw - env.object_pos(target)
+            self.at_close = {"tick": self.ticks, "horizontal_cm": 100 * float(np.linalg.norm(rel[:2])),
+                             "height_cm": 100 * float(rel[2]), "touched_before": self.touched}
+        return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="assets/nano", help="Nano checkpoint directory")
+    p.add_argument("--seeds", type=int, default=20, help="held-out pick_place layouts (from --first-seed)")
+    p.add_argument("--first-seed", type=int, default=10000)
+    p.add_argument("--num-steps", type=int, default=None, help="Euler steps (default: the checkpoint's own)")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from molmoact2.models.nano.policy import NanoPolicy, load_nano
+    from molmoact2.runner import ExpertPolicy, guard_for_env, run_episode
+    from molmoact2.sim import make_env
+    from molmoact2.sim.expert import GRIP_OPEN
+
+    torch.set_num_threads(a.threads)
+    base = load_nano(a.checkpoint)
+    env = make_env("pick_place", image_size=224, depth=False, segmentation=False)  # the eval's render size
+    watch = _CloseWatch(env, closed_below=GRIP_OPEN / 2)
+    policies = {"nano": NanoPolicy(base.model, base.processor, seed=0, num_steps=a.num_steps,
+                                   checkpoint_dir=a.checkpoint),
+                "expert": ExpertPolicy(env)}
+    rows: dict[str, list] = {name: [] for name in policies}
+    seeds = range(a.first_seed, a.first_seed + a.seeds)
+    for seed in tqdm(seeds, desc="grasp probe", unit="layout", file=sys.stderr):
+        for name, policy in policies.items():
+            summary: dict = {}
+            for _ in run_episode(policy, watch, guard_for_env(env, on_limit="clip"), seed=seed, summary=summary,
+                                 observe_every_tick=False):
+                pass
+            rows[name].append((watch.at_close, watch.touched, bool(summary["success"])))
+    env.close()
+
+    def med(vals):
+        return f"{np.median(vals):.1f} (IQR {np.percentile(vals, 25):.1f}–{np.percentile(vals, 75):.1f})" if vals else "–"
+
+    print(f"\npick_place, held-out seeds {seeds.start}–{seeds.stop - 1}; the gripper 'closes' at the first tick its "
+          f"command, having opened, falls below {GRIP_OPEN / 2:.1f} units (half open)\n")
+    print("| at the first close | " + " | ".join(rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    closes = {n: [r[0] for r in rs if r[0] is not None] for n, rs in rows.items()}
+    lines = [
+        ("episodes in which the gripper closed", lambda n: f"{len(closes[n])}/{len(rows[n])}"),
+        ("tick of the first close, median", lambda n: med([c["tick"] for c in closes[n]])),
+        ("jaw to object centre, horizontal (cm), median",
+         lambda n: med([c["horizontal_cm"] for c in closes[n]])),
+        ("jaw height above the object centre (cm), median", lambda n: med([c["height_cm"] for c in closes[n]])),
+        ("closed within 1.5 cm horizontally and 2 cm in height",
+         lambda n: f"{sum(c['horizontal_cm'] < 1.5 and abs(c['height_cm']) < 2 for c in closes[n])}/{len(closes[n])}"),
+        ("had touched the object before closing", lambda n: f"{sum(c['touched_before'] for c in closes[n])}/{len(closes[n])}"),
+        ("touched the object at some tick", lambda n: f"{sum(r[1] for r in rows[n])}/{len(rows[n])}"),
+        ("success", lambda n: f"{sum(r[2] for r in rows[n])}/{len(rows[n])}"),
+    ]
+    for label, cell in lines:
+        print(f"| {label} | " + " | ".join(cell(n) for n in rows) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,12 @@ the gripper command, having opened, falls below half open again (the expert's cl
   * the jaw's horizontal distance to the object's centre and its height above it (cm);
   * whether the gripper had touched the object yet.
 A grasp needs the jaw within about 1.5 cm horizontally and at the object's height when it closes; the expert
-rows show what that looks like. The last rows count episodes in which the gripper never closed at all.
+rows show what that looks like.
+
+    .venv/bin/python scripts/probe_grasp.py --trace 10001 [--carry-steps 5]
+
+prints one policy episode chunk by chunk instead: the commanded gripper at every third tick, and where the jaw
+is after the chunk (does the gripper flip between open and shut from one chunk to the next?).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=20, help="held-out pick_place layouts (from --first-seed)")
     p.add_argument("--first-seed", type=int, default=10000)
     p.add_argument("--num-steps", type=int, default=None, help="Euler steps (default: the checkpoint's own)")
+    p.add_argument("--carry-steps", type=int, default=0, help="NanoPolicy carry_steps (0 = off)")
+    p.add_argument("--trace", type=int, default=None, metavar="SEED", help="print one episode chunk by chunk")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
 
@@ -76,8 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     env = make_env("pick_place", image_size=224, depth=False, segmentation=False)  # the eval's render size
     watch = _CloseWatch(env, closed_below=GRIP_OPEN / 2)
     policies = {"nano": NanoPolicy(base.model, base.processor, seed=0, num_steps=a.num_steps,
-                                   checkpoint_dir=a.checkpoint),
+                                   checkpoint_dir=a.checkpoint, carry_steps=a.carry_steps),
                 "expert": ExpertPolicy(env)}
+    if a.trace is not None:
+        _trace(policies["nano"], env, a.trace)
+        env.close()
+        return
     rows: dict[str, list] = {name: [] for name in policies}
     seeds = range(a.first_seed, a.first_seed + a.seeds)
     for seed in tqdm(seeds, desc="grasp probe", unit="layout", file=sys.stderr):
@@ -111,6 +122,22 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for label, cell in lines:
         print(f"| {label} | " + " | ".join(cell(n) for n in rows) + " |")
+
+
+def _trace(policy, env, seed: int) -> None:
+    from molmoact2.runner import guard_for_env, run_episode
+
+    print(f"pick_place seed {seed}: one row per chunk\n")
+    print("| first tick | gripper command, every 3rd tick | jaw to object, horizontal / height (cm) | touching | carried |")
+    print("|---|---|---|---|---|")
+    for step in run_episode(policy, env, guard_for_env(env, on_limit="clip"), seed=seed, observe_every_tick=False):
+        grip = step.info["executed_actions"][::3, 5]
+        jaw = env.kinematics(0).path_world(env.state()[None, :6])[0]
+        rel = jaw - env.object_pos(env.instance.target)
+        carried = step.info.get("carry", {}).get("steps", "–")
+        print(f"| {step.info['episode']['env_step_start']} | {' '.join(f'{g:.0f}' for g in grip)} | "
+              f"{100 * np.linalg.norm(rel[:2]):.1f} / {100 * rel[2]:.1f} | "
+              f"{'yes' if env.gripper_touches(env.instance.target) else 'no'} | {carried} |")
 
 
 if __name__ == "__main__":

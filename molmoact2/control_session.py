@@ -449,10 +449,11 @@ class ControlSession:
                                      segmentation=False)
                 self._built = world_key
                 self._world_gen += 1
-            # Reload only when something that defines the model changed (the expert is bound to its world).
+            # Reload only when something that defines the model changed (the expert is bound to its world);
+            # every option make_control_policy passes belongs here, or a reset would keep the old policy.
             bound = self._world_gen if control_spec_kind(config.policy_spec) == "expert" else None
             policy_key = (config.policy_spec.strip(), config.trust_remote_code, config.norm_tag,
-                          config.depth_reasoning, bound)
+                          config.depth_reasoning, config.num_steps, bound)
             if self._policy_factory is not None:
                 policy = self._policy_factory(self._env)
                 self._policy = _TimedPolicy(policy)

@@ -249,6 +249,16 @@ def test_euler_steps_reach_the_model_and_bad_values_are_refused(tmp_path):
             assert session.steps[0].denoising_states.shape[0] == states
         finally:
             session.close()
+    # one session, as the tab keeps it: a reset with another number must reach the model (it did not: the
+    # loaded policy was reused whenever the spec was the same)
+    session = ControlSession(ControlConfig(num_steps=3, **base))
+    try:
+        for steps, states in ((3, 4), (None, 11), (2, 3)):
+            session.reset(ControlConfig(num_steps=steps, **base))
+            st = session.step()
+            assert st.chunks == 1 and session.steps[0].denoising_states.shape[0] == states, (steps, format_status(st))
+    finally:
+        session.close()
     for cfg, words in ((ControlConfig(num_steps=0, **base), "expected 1..100"),
                        (ControlConfig(policy_spec="expert", task="touch", num_steps=3, **FAST), "set Euler steps to 0")):
         session = ControlSession(cfg)

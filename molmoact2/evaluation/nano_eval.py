@@ -66,7 +66,8 @@ class EvalConfig:
         if self.num_steps is not None and not 1 <= self.num_steps <= MAX_FLOW_STEPS:
             raise ValueError(f"num_steps: expected 1..{MAX_FLOW_STEPS} Euler steps, got {self.num_steps}")
         if not 0 <= self.carry_steps < 30:
-            raise ValueError(f"carry_steps: expected 0 (off) .. 29 actions of the 30-action horizon, got {self.carry_steps}")
+            raise ValueError(f"carry_steps: expected 0 (off) .. 29 actions of the 30-action horizon, "
+                             f"got {self.carry_steps}")
         if self.seeds_per_task < 0 or self.jobs < 1:
             raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
 

@@ -209,7 +209,8 @@ def to_markdown(record: dict[str, Any]) -> str:
             from molmoact2.sim.progress import LIFT_M, SLIDE_M
 
             lines += [f"| how far it got with the named object | touched it | lifted >= {100 * LIFT_M:.0f} cm | "
-                      f"slid >= {100 * SLIDE_M:.0f} cm | in the bin at some tick | success |", "|---|---|---|---|---|---|"]
+                      f"slid >= {100 * SLIDE_M:.0f} cm | in the bin at some tick | success |",
+                      "|---|---|---|---|---|---|"]
             lines += [f"| {m} {t} | {_pct(v['touched'])} | {_pct(v['lifted'])} | {_pct(v['slid'])} | "
                       f"{_pct(v['in_bin'])} | {_pct(v['success'])} |" for m, t, v in prog]
             lines.append("")

@@ -3,7 +3,8 @@
     watched = ProgressWatch(env)             # pass `watched` to run_episode instead of env
     for step in run_episode(policy, watched, guard, seed=3): ...
     watched.record()    # {"progress": {"touched": True, "lift_max_m": 0.004, "slide_max_m": 0.031, ...}}
-    watched.describe()  # "touched the purple block at tick 47 · lifted 0.4 cm at most · slid 3.1 cm · never in the bin"
+    watched.describe()  # "touched the purple block at tick 47 · lifted it 0.4 cm at most · slid it 3.1 cm
+                        #  · not in the bin yet"
 
 Why a wrapper: the episode loop steps the env 15 times per chunk and yields once, and a grasp or a touch can
 begin and end inside one chunk. Success says only whether a task was done; these stages say where a failure
@@ -98,5 +99,6 @@ class ProgressWatch:
                                                                     f"{self.lifted_tick})" if self.lifted_tick else ""),
                  f"slid it {100 * self.slide_m:.1f} cm"]
         if self._watches_bin:
-            parts.append(f"in the bin at tick {self.in_bin_tick}" if self.in_bin_tick is not None else "not in the bin yet")
+            parts.append(f"in the bin at tick {self.in_bin_tick}" if self.in_bin_tick is not None
+                         else "not in the bin yet")
         return " · ".join(parts)

@@ -5,8 +5,8 @@
 
 Why: the real model starts from a pretrained SigLIP2 encoder; Nano's ViT starts from random weights and learns
 only through the language model's answer tokens. Pointing at the movable objects stayed at the level of one
-fixed point that never looks at the image (docs/nano_experiments.md "Finer image tokens"), so the answer tokens alone did not teach
-the ViT where the objects are. Here a throwaway readout head on the LM-input image tokens (one per `<im_patch>`)
+fixed point that never looks at the image (docs/nano_experiments.md "Finer image tokens"), so the answer tokens
+alone did not teach the ViT where the objects are. Here a throwaway readout head on the LM-input image tokens (one per `<im_patch>`)
 is trained on the scenes' segmentation: for every token cell, which named objects cover it (soft class
 fractions, "background" for the rest) and where the object covering most of the cell is in the whole image (so a
 token also says where it is, which the LM needs to write coordinates; `--per-class-positions`: each class's own). The ViT and adapter learn with it; the LM and the

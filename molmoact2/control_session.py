@@ -185,6 +185,9 @@ class ControlConfig:
     # Euler steps of a flow-matching action expert (None: the model's own setting). Fewer is faster and coarser;
     # the viewer shows one denoising state per step.
     num_steps: int | None = None
+    # Nano only: pin each chunk's first k actions to the previous plan's (NanoPolicy carry_steps; 0 = off), so
+    # consecutive chunks continue one another instead of each drawing its own mode (gripper open or shut).
+    carry_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,11 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
     kind = control_spec_kind(config.policy_spec)
     if config.num_steps is not None and not 1 <= config.num_steps <= MAX_NUM_STEPS:
         raise ValueError(f"Euler steps: expected 1..{MAX_NUM_STEPS} or none (the model's own), got {config.num_steps}")
+    if not 0 <= config.carry_steps < 30:
+        raise ValueError(f"Carry steps: expected 0 (off) .. 29 actions of the 30-action chunk, got {config.carry_steps}")
+    if config.carry_steps and kind != "nano":
+        raise ValueError("carry-over is a Nano option (it pins the flow expert's first actions inside our own model); "
+                         "set Carry steps to 0 for the expert, checkpoints and /act servers")
     if kind == "expert":
         if config.num_steps is not None:
             raise ValueError("the scripted expert has no flow-matching expert to integrate: set Euler steps to 0 (none)")
@@ -251,6 +259,8 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
     opts: dict[str, Any] = {}
     if config.num_steps is not None:  # every model kind takes it: Nano, a checkpoint, an /act server per request
         opts["num_steps"] = int(config.num_steps)
+    if config.carry_steps:
+        opts["carry_steps"] = int(config.carry_steps)
     if kind in ("nano", "checkpoint"):
         if config.norm_tag:
             opts["norm_tag"] = config.norm_tag
@@ -453,7 +463,7 @@ class ControlSession:
             # every option make_control_policy passes belongs here, or a reset would keep the old policy.
             bound = self._world_gen if control_spec_kind(config.policy_spec) == "expert" else None
             policy_key = (config.policy_spec.strip(), config.trust_remote_code, config.norm_tag,
-                          config.depth_reasoning, config.num_steps, bound)
+                          config.depth_reasoning, config.num_steps, config.carry_steps, bound)
             if self._policy_factory is not None:
                 policy = self._policy_factory(self._env)
                 self._policy = _TimedPolicy(policy)
@@ -547,6 +557,8 @@ def format_status(st: ControlStatus) -> str:
     head = f"`{c.task}` · seed {c.seed} · policy `{st.policy_name or c.policy_spec}`"
     if c.num_steps is not None:
         head += f" · {c.num_steps} Euler steps"
+    if c.carry_steps:
+        head += f" · carries {c.carry_steps} actions over"
     if st.instruction:
         head += f" · **{st.instruction}**"
     if st.target_options:

@@ -272,3 +272,40 @@ def test_euler_steps_reach_the_model_and_bad_values_are_refused(tmp_path):
     assert _config("nano", "touch", 0, "clip", False, False, "", 0).num_steps is None
     for bad in (2.5, -1, 101, "many"):
         assert "**Euler steps** must be 0" in _bad_input("touch", 0, bad), bad
+
+
+def test_carry_steps_reach_nano_only_and_the_steps_say_what_was_carried(tmp_path):
+    """The Control tab's Carry-steps box: Nano pins each chunk's first actions to the previous plan's (Step.info
+    says how many, from the second chunk on); another value after a reset reaches the model; the expert and bad
+    values are refused in words."""
+    from app.tabs.control import _bad_input, _config
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    # pick_place: a random model's noisy chunks never finish it in two chunks (a touch can end `touch` at once)
+    base = dict(policy_spec=f"nano:{ckpt}", task="pick_place", on_limit="clip", max_steps=45, **FAST)
+    session = ControlSession(ControlConfig(carry_steps=5, **base))
+    try:
+        for carry in (5, 0):
+            session.reset(ControlConfig(carry_steps=carry, **base))
+            session.step()
+            st = session.step()
+            assert st.chunks == 2, format_status(st)
+            second = session.steps[1].info
+            if carry:
+                assert second["carry"]["steps"] in (0, 5) and "carries 5 actions over" in format_status(st)
+                assert session.steps[0].info["carry"]["note"].startswith("no previous plan")
+            else:
+                assert "carry" not in second and "carries" not in format_status(st)
+    finally:
+        session.close()
+    session = ControlSession(ControlConfig(policy_spec="expert", task="touch", carry_steps=3, **FAST))
+    try:
+        st = session.status()
+        assert st.state == "error" and "set Carry steps to 0" in st.error, format_status(st)
+    finally:
+        session.close()
+    assert _config("nano", "touch", 0, "clip", False, False, "", 0, 4.0).carry_steps == 4
+    assert _config("nano", "touch", 0, "clip", False, False, "", 0, None).carry_steps == 0
+    for bad in (2.5, -1, 30, "many"):
+        assert "**Carry steps** must be 0" in _bad_input("touch", 0, 0, bad), bad

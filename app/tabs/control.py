@@ -41,12 +41,13 @@ def _flow_steps(value) -> int | None:
     return int(number) or None
 
 
-def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
+def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
     from molmoact2.control_session import ControlConfig
 
     return ControlConfig(policy_spec=str(spec or "").strip(), task=task, seed=int(seed), image_size=IMAGE_SIZE,
                          on_limit=on_limit, trust_remote_code=bool(trust), depth_reasoning=bool(think),
-                         target=str(target or "").strip(), num_steps=_flow_steps(flow_steps))
+                         target=str(target or "").strip(), num_steps=_flow_steps(flow_steps),
+                         carry_steps=_flow_steps(carry) or 0)
 
 
 def _ensure(session, cfg):
@@ -60,7 +61,7 @@ def _ensure(session, cfg):
     return session
 
 
-def _bad_input(task, seed, flow_steps=None) -> str | None:
+def _bad_input(task, seed, flow_steps=None, carry=None) -> str | None:
     from molmoact2.models.act_protocol import MAX_NUM_STEPS
     from molmoact2.sim import task_names
 
@@ -77,6 +78,12 @@ def _bad_input(task, seed, flow_steps=None) -> str | None:
     if steps is not None and not 1 <= steps <= MAX_NUM_STEPS:
         return (f"**Euler steps** must be 0 (the model's own) or a whole number 1–{MAX_NUM_STEPS}, "
                 f"got `{flow_steps}`")
+    try:
+        kept = _flow_steps(carry) or 0
+    except (TypeError, ValueError):
+        kept = -1
+    if not 0 <= kept < 30:
+        return f"**Carry steps** must be 0 (off) or a whole number 1–29 (of the 30-action chunk), got `{carry}`"
     return None
 
 
@@ -97,15 +104,15 @@ def check_model(spec, trust):
     return format_health(check_spec(spec, trust_remote_code=bool(trust)))
 
 
-def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
+def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
     """Generator: (session, viewer bytes, status, download) until the episode ends or is paused."""
     from molmoact2.control_session import format_status
 
-    bad = _bad_input(task, seed, flow_steps)
+    bad = _bad_input(task, seed, flow_steps, carry)
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry))
     st = session.status()
     if st.state == "error":
         yield session, None, format_status(st), None
@@ -121,15 +128,15 @@ def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flo
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
 
 
-def step_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
+def step_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
     """Generator (one yield): the streaming viewer takes its bytes from generators only."""
     from molmoact2.control_session import format_status
 
-    bad = _bad_input(task, seed, flow_steps)
+    bad = _bad_input(task, seed, flow_steps, carry)
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry))
     if session.status().state != "error":
         session.step()
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
@@ -144,13 +151,13 @@ def pause_policy(session):
     return format_status(session.status()) + "\n\n*pause requested: stopping after the chunk in progress*"
 
 
-def reset_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None):
+def reset_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
     from molmoact2.control_session import ControlSession, format_status
 
-    bad = _bad_input(task, seed, flow_steps)
+    bad = _bad_input(task, seed, flow_steps, carry)
     if bad:
         return session, bad, None
-    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps)
+    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry)
     if session is None:
         session = ControlSession(cfg)
     else:
@@ -177,7 +184,9 @@ def build(ctx: AppContext) -> None:
         "`http://host:port` /act server — press **Check** to test it before running. **Object to name** keeps the "
         "seed's scene and names another of its objects in the instruction: does the policy follow the words? "
         "**Euler steps** sets how many denoising steps a flow-matching model takes (0: its own): "
-        "fewer is faster, the viewer draws one denoising state per step.\n\n"
+        "fewer is faster, the viewer draws one denoising state per step. **Carry steps** (Nano only; 0: off) pins "
+        "each chunk's first actions to the previous plan's, so chunks continue one another instead of each "
+        "drawing its own mode (watch the gripper).\n\n"
         + nano_note(),
         elem_id="ctl-intro",
     )
@@ -187,6 +196,7 @@ def build(ctx: AppContext) -> None:
         trust = gr.Checkbox(value=False, label="trust the checkpoint's own code", elem_id="ctl-trust")
         think = gr.Checkbox(value=False, label="depth reasoning (Think)", elem_id="ctl-think")
         flow_steps = gr.Number(value=0, label="Euler steps (0: the model's own)", elem_id="ctl-flow-steps")
+        carry = gr.Number(value=0, label="Carry steps (Nano; 0: off)", elem_id="ctl-carry")
         check = gr.Button("Check", elem_id="ctl-check")
     health = gr.Markdown("Model not checked yet.", elem_id="ctl-health")
     with gr.Row():
@@ -207,7 +217,7 @@ def build(ctx: AppContext) -> None:
     viewer = Rerun(streaming=True, height=620, label="Rerun viewer", elem_id="ctl-viewer")
     download = gr.File(label="Recording (.rrd)", interactive=False, elem_id="ctl-download")
 
-    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps]
+    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps, carry]
     check.click(check_model, inputs=[spec, trust], outputs=[health])
     run.click(run_policy, inputs=inputs, outputs=[session, viewer, status, download])
     step.click(step_policy, inputs=inputs, outputs=[session, viewer, status, download])

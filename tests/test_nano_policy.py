@@ -104,6 +104,10 @@ def test_carry_steps_continue_the_previous_plan_and_drop_it_when_it_was_not_exec
     pol.reset()
     assert pol.predict(_obs()).info["carry"]["steps"] == 0  # a new episode starts without a plan
 
+    whole = load_policy("nano", path=str(ckpt), seed=0, n_action_steps=30, carry_steps=5)
+    whole.predict(_obs())
+    assert whole.predict(_obs()).info["carry"]["note"].startswith("nothing to carry")  # no plan left over
+
     plain = load_policy("nano", path=str(ckpt), seed=0, n_action_steps=15)
     assert "carry" not in plain.predict(_obs()).info
     with pytest.raises(ValueError, match="only the continuous"):

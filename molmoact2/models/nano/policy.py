@@ -138,7 +138,8 @@ class NanoPolicy:
         if not self.carry_steps:
             return None, None
         if self._carry is None:
-            return None, {"steps": 0, "note": "no previous plan (first call of the episode)"}
+            return None, {"steps": 0, "note": "nothing to carry: the previous chunk executed the whole plan"
+                          if self._index else "no previous plan (first call of the episode)"}
         stats = self.meta["action_stats"]
         if state.shape != self._carry_end.shape:
             raise ValueError(f"carry_steps: the state has {state.shape[0]} dims and the actions "

@@ -230,6 +230,32 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
               "--init-from", str(a)])
 
 
+def test_state_noise_blurs_robot_examples_states_only_when_asked(data, data_dir, tmp_path):
+    """--state-noise F: each robot example's state gets N(0, (F * range)^2) per joint before binning; questions are
+    untouched; with 0 the examples (and the random stream) are exactly those of a run without the option."""
+    stats = data.norm_stats["metadata_by_tag"][data.tag]["state_stats"]
+    span = np.asarray(stats["q99"], np.float32) - np.asarray(stats["q01"], np.float32)
+    plain = [data.example_inputs("action", np.random.default_rng(s)) for s in range(200)]
+    data.state_noise = 0.1
+    try:
+        noisy = [data.example_inputs("action", np.random.default_rng(s)) for s in range(200)]
+        qa = data.example_inputs("qa", np.random.default_rng(0))
+    finally:
+        data.state_noise = 0.0
+    assert [data.example_inputs("action", np.random.default_rng(s))["state"].tolist() for s in range(3)] == \
+        [p["state"].tolist() for p in plain[:3]]
+    diff = np.stack([n["state"] - p["state"] for n, p in zip(noisy, plain)]) / np.maximum(span, 1e-6)
+    moved = span > 0  # a joint that never moved in this one-episode cache has no range to scale by
+    assert np.allclose(diff[:, moved].std(axis=0), 0.1, rtol=0.25), diff.std(axis=0)
+    assert abs(float(diff[:, moved].mean())) < 0.03 and "state" not in qa
+    assert all(np.array_equal(n["actions"], p["actions"]) for n, p in zip(noisy, plain))  # only the state changes
+    out = tmp_path / "sn"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "1", "--state-noise", "0.1"]) == 0
+    assert json.loads((out / "training_args.json").read_text())["config"]["state_noise"] == 0.1
+    with pytest.raises(ValueError, match="expected 0..1"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--state-noise", "-0.1"])
+
+
 def test_ordinal_state_rows_are_similar_near_and_different_far():
     from molmoact2.models.nano.state_embedding import ordinal_rows
 

@@ -79,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--ordinal-state", action="store_true",
                    help="start the 256 state-bin token rows as ordinal embeddings (neighbouring bins similar) "
                         "instead of the random or --init-from rows; a new run only")
+    n.add_argument("--state-noise", type=float, default=0.0, metavar="F",
+                   help="Gaussian noise on every robot example's state before binning, as a fraction of each "
+                        "joint's 1-99%% range (0 = off): a blurred state cannot stand in for the pictures")
     n.add_argument("--ground-weight", type=float, default=0.0, metavar="W",
                    help="grounding loss weight (0 = off): while a pointing answer's coordinates are written, one "
                         "attention head is trained to look at the image tokens covering the named object")
@@ -182,7 +185,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       init_from=str(args.init_from),
                       qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()),
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
-                      ordinal_state=args.ordinal_state,
+                      ordinal_state=args.ordinal_state, state_noise=args.state_noise,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string

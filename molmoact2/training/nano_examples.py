@@ -83,6 +83,7 @@ class NanoTrainData:
         self.grounding = False  # True: pointing questions carry their object's mask (qa_inputs)
         self.ground_actions = False  # True: action examples carry the instruction's object's pixels (frame_inputs)
         self.ground_first = 0  # > 0: only frames before this one are grounded, and half the action examples come from them
+        self.state_noise = 0.0  # > 0: robot examples' states get Gaussian noise of this fraction of each joint's range
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -212,7 +213,18 @@ class NanoTrainData:
         if self.ground_actions and self.ground_first and style in ("action", "depth_action") and rng.random() < 0.5:
             index = index[index[:, 1] < self.ground_first]  # the frames where only the words name the object
         e, f = (int(v) for v in index[int(rng.integers(len(index)))])
-        return self.frame_inputs(style, e, f)
+        kw = self.frame_inputs(style, e, f)
+        if self.state_noise > 0:  # drawn only when asked, so every other run's random stream is unchanged
+            kw["state"] = self.noisy_state(kw["state"], rng)
+        return kw
+
+    def noisy_state(self, state: Any, rng: np.random.Generator) -> np.ndarray:
+        """`state` plus N(0, (state_noise * range)^2) per joint, range = the state stats' q99 - q01 (else max - min)."""
+        stats = self.norm_stats["metadata_by_tag"][self.tag]["state_stats"]
+        lo, hi = ("q01", "q99") if "q01" in stats and "q99" in stats else ("min", "max")
+        span = np.asarray(stats[hi], np.float32) - np.asarray(stats[lo], np.float32)
+        state = np.asarray(state, np.float32)
+        return state + (rng.standard_normal(state.shape) * self.state_noise * span).astype(np.float32)
 
     def qa_inputs(self, item: dict[str, Any]) -> dict[str, Any]:
         kw = {"style": "qa", "images": [self.qa_image(item)], "question": item["question"], "answer": item["answer"]}

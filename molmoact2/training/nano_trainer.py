@@ -71,6 +71,10 @@ class TrainConfig:
     # Start the 256 state-bin token rows as ordinal embeddings (models/nano/state_embedding.py: neighbouring bins
     # similar) instead of the loaded / random rows; a new run only, never on --resume.
     ordinal_state: bool = False
+    # Gaussian noise added to every robot example's state before it is binned, as a fraction of each joint's 1-99%
+    # range (0 = off). Why: a model that reads the state exactly can predict the next actions from where the arm
+    # already is and learn less from the pictures (the "copycat" shortcut); a blurred state keeps it honest.
+    state_noise: float = 0.0
     # Grounding loss (models/nano/grounding.py): weight (0 = off), and which layer's head is told where the named
     # object is while the point's coordinates are written.
     ground_weight: float = 0.0
@@ -271,6 +275,9 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     if cfg.ground_actions_first and not cfg.ground_actions:
         raise ValueError("ground_actions_first (--ground-actions-first) needs --ground-actions")
     data.ground_actions = cfg.ground_actions
+    if not 0.0 <= cfg.state_noise <= 1.0:
+        raise ValueError(f"state_noise (--state-noise): expected 0..1 of a joint's range, got {cfg.state_noise}")
+    data.state_noise = cfg.state_noise
     data.ground_first = cfg.ground_actions_first
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "

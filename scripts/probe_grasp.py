@@ -27,35 +27,30 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from molmoact2.sim.progress import ProgressWatch  # noqa: E402  (numpy only: cheap)
 
-class _CloseWatch:
-    """The env as run_episode sees it; after each tick, notes the first tick the gripper command falls
-    below `closed_below` after having been above it (home is shut, so the jaw opens first) and where the
-    jaw was then."""
+
+class _CloseWatch(ProgressWatch):
+    """The progress watcher (touches, every tick) plus the first tick the gripper command falls below
+    `closed_below` after having been above it (home is shut, so the jaw opens first) and where the jaw was then."""
 
     def __init__(self, env, closed_below: float) -> None:
-        self._env, self.closed_below = env, closed_below
-        self.ticks, self.at_close, self.touched, self.opened = 0, None, False, False
+        super().__init__(env)
+        self.closed_below, self.at_close, self.opened = closed_below, None, False
 
-    def __getattr__(self, name):
-        return getattr(self._env, name)
-
-    def reset(self, *args, **kwargs):
-        self.ticks, self.at_close, self.touched, self.opened = 0, None, False, False
-        return self._env.reset(*args, **kwargs)
+    def _begin(self) -> None:
+        super()._begin()
+        self.at_close, self.opened = None, False
 
     def step(self, action, **kwargs):
-        out = self._env.step(action, **kwargs)
-        self.ticks += 1
-        env, target = self._env, self._env.instance.target
-        self.touched = self.touched or env.gripper_touches(target)
+        out = super().step(action, **kwargs)
         grip = float(np.asarray(action)[5])
-        self.opened = self.opened or grip >= self.closed_below  # the arm starts at home with its jaw shut
+        self.opened = self.opened or grip >= self.closed_below
         if self.at_close is None and self.opened and grip < self.closed_below:
-            jaw = env.kinematics(0).path_world(env.state()[None, :6])[0]
-            rel = jaw - env.object_pos(target)
+            env = self._env
+            rel = env.kinematics(0).path_world(env.state()[None, :6])[0] - env.object_pos(env.instance.target)
             self.at_close = {"tick": self.ticks, "horizontal_cm": 100 * float(np.linalg.norm(rel[:2])),
-                             "height_cm": 100 * float(rel[2]), "touched_before": self.touched}
+                             "height_cm": 100 * float(rel[2]), "touched_before": self.touched_tick is not None}
         return out
 
 
@@ -97,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             for _ in run_episode(policy, watch, guard_for_env(env, on_limit="clip"), seed=seed, summary=summary,
                                  observe_every_tick=False):
                 pass
-            rows[name].append((watch.at_close, watch.touched, bool(summary["success"])))
+            rows[name].append((watch.at_close, watch.touched_tick is not None, bool(summary["success"])))
     env.close()
 
     def med(vals):

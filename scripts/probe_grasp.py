@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/probe_grasp.py --checkpoint assets/nano --seeds 20      # about 2 min on one thread
 
-For held-out pick_place layouts (seeds from 10000, as `molmoact2 eval nano`), the policy and the scripted expert
+For held-out pick_place layouts (seeds from 10000, as `molmoact2 eval nano`; `--first-seed 0`: the layouts the
+training data used, a fitting check), the policy and the scripted expert
 each run one episode through the safety guard (out-of-limit targets clipped, as in the eval). Every tick the
 probe notes the commanded gripper and where the jaw is relative to the named object's centre. At the first tick
 the gripper command, having opened, falls below half open again (the expert's close phase) it reports:
@@ -57,7 +58,8 @@ class _CloseWatch(ProgressWatch):
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="assets/nano", help="Nano checkpoint directory")
-    p.add_argument("--seeds", type=int, default=20, help="held-out pick_place layouts (from --first-seed)")
+    p.add_argument("--seeds", type=int, default=20,
+                   help="pick_place layouts from --first-seed (held-out from 10000; below it the training layouts)")
     p.add_argument("--first-seed", type=int, default=10000)
     p.add_argument("--num-steps", type=int, default=None, help="Euler steps (default: the checkpoint's own)")
     p.add_argument("--carry-steps", type=int, default=0, help="NanoPolicy carry_steps (0 = off)")
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     def med(vals):
         return f"{np.median(vals):.1f} (IQR {np.percentile(vals, 25):.1f}–{np.percentile(vals, 75):.1f})" if vals else "–"
 
-    print(f"\npick_place, held-out seeds {seeds.start}–{seeds.stop - 1}; the gripper 'closes' at the first tick its "
+    split = "held-out" if seeds.start >= 10000 else "TRAINING (seen in training; a fitting check)"
+    print(f"\npick_place, {split} seeds {seeds.start}–{seeds.stop - 1}; the gripper 'closes' at the first tick its "
           f"command, having opened, falls below {GRIP_OPEN / 2:.1f} units (half open)\n")
     print("| at the first close | " + " | ".join(rows) + " |")
     print("|---|" + "---|" * len(rows))

@@ -199,6 +199,34 @@ def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
     assert capsys.readouterr().out == to_markdown(rec) + "\n"
 
 
+def test_training_layouts_run_on_the_training_seeds_and_cache_and_say_so(heldout_dir, tmp_path, capsys):
+    """`--training-layouts`: the closed loop from seed 0, the open-loop parts on a training cache, a record and a
+    report that say which layouts they are; a held-out cache is refused there, as a training cache is elsewhere."""
+    from molmoact2.cli import main
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    train_dir = tmp_path / "train"
+    assert main(["train", "data", "--out", str(train_dir), "--episodes-per-task", "1", "--tasks", "touch",
+                 "--first-seed", "3", "--render-size", str(RENDER), "--store-size", "64",
+                 "--qa-frames-per-episode", "1"]) == 0
+    capsys.readouterr()
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    out = tmp_path / "seen.json"
+    common = ["eval", "nano", "--checkpoint", str(ckpt), "--tasks", "touch", "--seeds-per-task", "1",
+              "--modes", "continuous", "--max-questions", "1", "--jobs", "1"]
+    assert main(common + ["--training-layouts", "--heldout", str(train_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rec = json.loads(out.read_text())
+    assert rec["config"]["training_layouts"] and rec["config"]["first_seed"] == 0
+    assert [r["seed"] for r in rec["rollouts"]] == [0]
+    assert [e["seed"] for e in rec["episodes"]] == [3] and len(rec["qa"]) == 1
+    assert printed.startswith("**Training layouts** (seeds 0–0 per task")
+    with pytest.raises(ValueError, match="contains seed 10000; with training_layouts"):
+        main(common + ["--training-layouts", "--heldout", str(heldout_dir)])
+    with pytest.raises(ValueError, match="contains seed 3; held-out data must use seeds >= 10000"):
+        main(common + ["--heldout", str(train_dir)])
+
+
 def test_eval_replans_every_n_action_steps(tmp_path):
     """--n-action-steps 5: the policy is asked again every 5 ticks, not 15 (and --noise-seed and --num-steps are
     kept; without --num-steps the record names the checkpoint's own Euler steps)."""
@@ -269,6 +297,10 @@ def test_eval_refuses_training_seeds(tmp_path):
 
     with pytest.raises(ValueError, match="held-out seeds start at 10000"):
         EvalConfig(checkpoint=str(tmp_path), first_seed=0)
+    # asked for on purpose they are allowed, but only they: a training-layout run must not reach held-out seeds
+    assert EvalConfig(checkpoint=str(tmp_path), first_seed=0, training_layouts=True).first_seed == 0
+    with pytest.raises(ValueError, match=r"training layouts are seeds 0..9999, got 9990..10039"):
+        EvalConfig(checkpoint=str(tmp_path), first_seed=9990, training_layouts=True)
     with pytest.raises(ValueError, match="modes"):
         EvalConfig(checkpoint=str(tmp_path), modes=("fast",))
 
@@ -313,6 +345,29 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
     assert "| closer |" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="expected some of point"):
         main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--kinds", "box"])
+
+
+def test_clock_baseline_predicts_the_other_demos_mean_chunk():
+    """The layout-blind action baseline: leave-one-out mean of the same task's chunks at the same frame; a task
+    with one episode has no baseline; a shorter episode holds its last action."""
+    from molmoact2.evaluation.offline import clock_baseline
+
+    span = np.array([10.0, 20.0])
+    a = np.zeros((4, 2))
+    b = np.full((4, 2), 2.0)
+    c = np.full((2, 2), 4.0)  # ends early: at frame 2 it holds (4, 4)
+    lone = np.ones((4, 2))
+    out = clock_baseline([("touch", a), ("touch", b), ("touch", c), ("push_left", lone)], span, stride=2)
+    # queries: a and b at frames 0 and 2, c at frame 0; the lone push_left episode is not graded
+    assert out["n_queries"] == 5
+    # the others' mean: for a (2 + 4) / 2 = 3, for b (0 + 4) / 2 = 2, for c (0 + 2) / 2 = 1; so the error per
+    # action is 3 (a: 2 queries x 2 actions), 0 (b: 4 actions), 3 (c: 2 actions), as a percentage of each span
+    errs = np.array([3.0] * 4 + [0.0] * 4 + [3.0] * 2)
+    assert np.allclose(out["mae_pct_per_joint"], [errs.mean() / 10 * 100, errs.mean() / 20 * 100])
+    # replaying one other demo instead: a against b and c: (2 + 4) / 2 = 3; b: (2 + 2) / 2 = 2; c: (4 + 2) / 2 = 3
+    one = np.array([3.0] * 4 + [2.0] * 4 + [3.0] * 2)
+    assert np.allclose(out["one_demo_mae_pct_per_joint"], [one.mean() / 10 * 100, one.mean() / 20 * 100])
+    assert clock_baseline([("touch", a), ("push_left", lone)], span, stride=2) is None
 
 
 def test_fixed_point_baseline_scores_one_point_against_each_mask():

@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="held-out data cache (molmoact2 train data --first-seed 10000 ...) for pointing, counting, "
                         "depth-code accuracy and action error; without it only the closed loop runs")
     n.add_argument("--seeds-per-task", type=int, default=50, help="closed-loop episodes per task and mode")
-    n.add_argument("--first-seed", type=int, default=10000, help="first held-out seed (>= 10000)")
+    n.add_argument("--first-seed", type=int, default=None,
+                   help="first seed (default 10000, held-out; with --training-layouts 0)")
+    n.add_argument("--training-layouts", action="store_true",
+                   help="a fitting check, not a quality figure: the closed loop on the layouts the training data "
+                        "used (seeds from 0) and --heldout naming the training cache; the record and report say so")
     n.add_argument("--tasks", default=",".join(SINGLE_ARM_TASKS))
     n.add_argument("--modes", default="continuous,think", help="closed-loop modes: continuous, think, discrete")
     n.add_argument("--on-limit", choices=("clip", "refuse"), default="clip",
@@ -103,9 +107,10 @@ def run_nano(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(checkpoint=args.checkpoint, heldout=args.heldout, action_tokenizer=args.action_tokenizer,
                      tasks=_split(args.tasks), modes=_split(args.modes), seeds_per_task=args.seeds_per_task,
-                     first_seed=args.first_seed, max_questions=args.max_questions, jobs=args.jobs,
+                     first_seed=_first_seed(args), max_questions=args.max_questions, jobs=args.jobs,
                      on_limit=args.on_limit, swap_targets=args.swap_targets, n_action_steps=args.n_action_steps,
-                     num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps)
+                     num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps,
+                     training_layouts=args.training_layouts)
     record = evaluate(cfg)
     if args.out:
         out = Path(args.out)
@@ -116,6 +121,14 @@ def run_nano(args: argparse.Namespace) -> int:
     print(to_markdown(record))
     print(f"\n{record['wall_minutes']} min" + (f"; record: {args.out}" if args.out else ""))
     return 0
+
+
+def _first_seed(args: argparse.Namespace) -> int:
+    from molmoact2.evaluation.nano_eval import HELD_OUT_FIRST_SEED
+
+    if args.first_seed is not None:
+        return args.first_seed
+    return 0 if args.training_layouts else HELD_OUT_FIRST_SEED
 
 
 def _load_record(path_text: str, command: str) -> dict:

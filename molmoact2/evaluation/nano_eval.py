@@ -51,12 +51,20 @@ class EvalConfig:
     # Continuous and Think policies pin each chunk's first k actions to the previous plan's (NanoPolicy
     # `carry_steps`, 0 = off): consecutive chunks continue one another instead of each drawing its own mode.
     carry_steps: int = 0
+    # Evaluate on the layouts the training data used (seeds below 10000, normally from 0) instead of held-out
+    # ones: a fitting check, never a quality figure. Does the model solve, and predict, the demos it trained on?
+    # Then `heldout` names the training cache (its seeds must be < 10000) and the report's title says so.
+    training_layouts: bool = False
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
         if bad:
             raise ValueError(f"modes: expected a subset of {CLOSED_LOOP_MODES}, got {bad}")
-        if self.first_seed < HELD_OUT_FIRST_SEED:
+        if self.training_layouts:
+            if self.first_seed < 0 or self.first_seed + self.seeds_per_task > HELD_OUT_FIRST_SEED:
+                raise ValueError(f"first_seed: training layouts are seeds 0..{HELD_OUT_FIRST_SEED - 1}, got "
+                                 f"{self.first_seed}..{self.first_seed + self.seeds_per_task - 1}")
+        elif self.first_seed < HELD_OUT_FIRST_SEED:
             raise ValueError(f"first_seed: held-out seeds start at {HELD_OUT_FIRST_SEED} (training uses lower seeds), "
                              f"got {self.first_seed}")
         if self.on_limit not in ("clip", "refuse"):
@@ -159,7 +167,11 @@ def _check_heldout(cfg: EvalConfig) -> tuple[dict[str, Any] | None, list[int]]:
 
     meta = load_meta(cfg.heldout)
     low = min(e["seed"] for e in meta["episodes"])
-    if low < HELD_OUT_FIRST_SEED:
+    high = max(e["seed"] for e in meta["episodes"])
+    if cfg.training_layouts and high >= HELD_OUT_FIRST_SEED:
+        raise ValueError(f"{cfg.heldout}: contains seed {high}; with training_layouts (--training-layouts) the cache "
+                         f"must be training data (seeds < {HELD_OUT_FIRST_SEED}, e.g. the one the checkpoint trained on)")
+    if not cfg.training_layouts and low < HELD_OUT_FIRST_SEED:
         raise ValueError(f"{cfg.heldout}: contains seed {low}; held-out data must use seeds >= {HELD_OUT_FIRST_SEED} "
                          f"(molmoact2 train data --first-seed {HELD_OUT_FIRST_SEED} ...)")
     qa = json.loads((Path(cfg.heldout) / "qa.json").read_text())
@@ -218,5 +230,9 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
                                        r.get("episode", 0), r.get("index", 0)))
     out = {"format": "molmoact2_nano_eval.v1", "config": asdict(cfg), "checkpoint": os.path.abspath(cfg.checkpoint),
            "wall_minutes": round((time.perf_counter() - t0) / 60, 2), **results}
+    if meta is not None:  # the layout-blind floor for the action error (numpy over the cache's actions only)
+        from molmoact2.evaluation.offline import clock_baseline_of_cache
+
+        out["action_clock_baseline"] = clock_baseline_of_cache(cfg.heldout)
     out["summary"] = summarize(out)
     return out

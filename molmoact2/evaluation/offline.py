@@ -30,6 +30,53 @@ def _expert_chunk(actions: np.ndarray, frame: int, n: int) -> np.ndarray:
     return actions[idx]
 
 
+def clock_baseline(episodes: list[tuple[str, np.ndarray]], span: np.ndarray, stride: int) -> dict[str, Any] | None:
+    """The action error a policy blind to the layout would make: at each query frame (as `episode_metrics`),
+    predict the mean of the OTHER episodes' expert chunks of the same task at the same frame (leave-one-out;
+    an episode shorter than the frame holds its last action, as `_expert_chunk` does). It knows the task and
+    the clock, nothing of the picture or the state: the floor the action heads' error has to beat, as the
+    majority code is for depth. A mean has no sampling spread, which a flow policy's single draw has, so the
+    record also keeps `one_demo_mae_pct`: the error of replaying ONE other demo's chunk, averaged over the others
+    (a blind policy that samples). `episodes` = [(task, actions [T, D])]; `span` [D] = the norm stats' q99 - q01.
+    None when no task has two episodes."""
+    span = np.where(np.asarray(span, np.float64) > 1e-6, np.asarray(span, np.float64), 1.0)
+    total, total_one, n_actions, n_queries = np.zeros(len(span)), np.zeros(len(span)), 0, 0
+    for i, (task, actions) in enumerate(episodes):
+        others = [a for j, (t, a) in enumerate(episodes) if t == task and j != i]
+        if not others:
+            continue
+        for f in range(0, len(actions), stride):
+            chunks = np.stack([_expert_chunk(a, f, stride) for a in others])  # [others, stride, D]
+            truth = _expert_chunk(actions, f, stride)
+            total += (np.abs(truth - chunks.mean(axis=0)) / span * 100).sum(axis=0)
+            total_one += (np.abs(truth[None] - chunks) / span * 100).mean(axis=0).sum(axis=0)
+            n_actions += stride
+            n_queries += 1
+    if not n_queries:
+        return None
+    pct, one = total / n_actions, total_one / n_actions
+    return {"n_queries": n_queries, "mae_pct_per_joint": pct.tolist(), "mae_pct": float(pct.mean()),
+            "one_demo_mae_pct_per_joint": one.tolist(), "one_demo_mae_pct": float(one.mean())}
+
+
+def clock_baseline_of_cache(data_dir: str) -> dict[str, Any] | None:
+    """`clock_baseline` over a data cache's episodes (reads only their actions and the norm stats)."""
+    import json
+    from pathlib import Path
+
+    from molmoact2.training.nano_data import load_meta
+
+    root = Path(data_dir)
+    stats = json.loads((root / "norm_stats.json").read_text())
+    (meta,) = stats["metadata_by_tag"].values()
+    span = np.asarray(meta["action_stats"]["q99"], np.float64) - np.asarray(meta["action_stats"]["q01"], np.float64)
+    episodes = []
+    for e in load_meta(root)["episodes"]:
+        with np.load(root / e["file"]) as z:
+            episodes.append((e["task"], z["action"].astype(np.float64)))
+    return clock_baseline(episodes, span, int(meta["n_action_steps"]))
+
+
 def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, action_tokenizer: Any,
                     seed: int = 0, num_steps: int | None = None) -> dict[str, Any]:
     """Open-loop figures of one held-out episode; `num_steps` = the flow expert's Euler steps (None: the

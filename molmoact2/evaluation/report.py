@@ -165,6 +165,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         s["words_vs_layout"] = _words(rollouts)
     if record.get("episodes"):
         s["actions_vs_expert"] = _actions(record["episodes"])
+        if record.get("action_clock_baseline"):  # records from 2026-12-03 on
+            s["actions_vs_expert"]["clock_baseline"] = record["action_clock_baseline"]
         s["depth_codes"] = _depth(record["episodes"])
     if record.get("qa"):
         s["spatial"] = _spatial(record["qa"])
@@ -180,6 +182,12 @@ def _pct(r: dict[str, Any] | None) -> str:
 def to_markdown(record: dict[str, Any]) -> str:
     s = summary_of(record)
     lines: list[str] = []
+    cfg = record.get("config", {})
+    if cfg.get("training_layouts"):
+        first = int(cfg.get("first_seed", 0))
+        lines += [f"**Training layouts** (seeds {first}–{first + int(cfg.get('seeds_per_task', 0)) - 1} per task and the "
+                  f"cache {cfg.get('heldout') or '(none)'}): what the model was trained on. A fitting check, not a "
+                  f"held-out figure.", ""]
     cl = s["closed_loop"]
     if cl:
         modes = sorted(cl)
@@ -247,6 +255,12 @@ def to_markdown(record: dict[str, Any]) -> str:
         for m in ("continuous", "discrete", "think"):
             if m in a:
                 lines.append(f"| {m} | {a[m]['mae_pct']:.1f}% | {a[m]['n_queries']} |")
+        if a.get("clock_baseline"):
+            b = a["clock_baseline"]
+            lines.append(f"| layout-blind baseline: the other demos' mean chunk, same task and frame | "
+                         f"{b['mae_pct']:.1f}% | {b['n_queries']} |")
+            lines.append(f"| layout-blind baseline: one other demo's chunk, same task and frame | "
+                         f"{b['one_demo_mae_pct']:.1f}% | {b['n_queries']} |")
         f = a["discrete_decode_failures"]
         lines.append(f"| discrete decode failures | {_pct(f)} | |")
         lines.append("")

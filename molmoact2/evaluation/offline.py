@@ -30,6 +30,12 @@ def _expert_chunk(actions: np.ndarray, frame: int, n: int) -> np.ndarray:
     return actions[idx]
 
 
+def joint_span(action_stats: dict[str, Any]) -> np.ndarray:
+    """Each joint's q01..q99 range, the denominator of every "% of joint range" here (1 where a joint never moved)."""
+    span = np.asarray(action_stats["q99"], np.float64) - np.asarray(action_stats["q01"], np.float64)
+    return np.where(span > 1e-6, span, 1.0)
+
+
 def clock_baseline(episodes: list[tuple[str, np.ndarray]], span: np.ndarray, stride: int) -> dict[str, Any] | None:
     """The action error a policy blind to the layout would make: at each query frame (as `episode_metrics`),
     predict the mean of the OTHER episodes' expert chunks of the same task at the same frame (leave-one-out;
@@ -37,9 +43,8 @@ def clock_baseline(episodes: list[tuple[str, np.ndarray]], span: np.ndarray, str
     the clock, nothing of the picture or the state: the floor the action heads' error has to beat, as the
     majority code is for depth. A mean has no sampling spread, which a flow policy's single draw has, so the
     record also keeps `one_demo_mae_pct`: the error of replaying ONE other demo's chunk, averaged over the others
-    (a blind policy that samples). `episodes` = [(task, actions [T, D])]; `span` [D] = the norm stats' q99 - q01.
+    (a blind policy that samples). `episodes` = [(task, actions [T, D])]; `span` [D] = `joint_span(...)`.
     None when no task has two episodes."""
-    span = np.where(np.asarray(span, np.float64) > 1e-6, np.asarray(span, np.float64), 1.0)
     total, total_one, n_actions, n_queries = np.zeros(len(span)), np.zeros(len(span)), 0, 0
     for i, (task, actions) in enumerate(episodes):
         others = [a for j, (t, a) in enumerate(episodes) if t == task and j != i]
@@ -69,12 +74,11 @@ def clock_baseline_of_cache(data_dir: str) -> dict[str, Any] | None:
     root = Path(data_dir)
     stats = json.loads((root / "norm_stats.json").read_text())
     (meta,) = stats["metadata_by_tag"].values()
-    span = np.asarray(meta["action_stats"]["q99"], np.float64) - np.asarray(meta["action_stats"]["q01"], np.float64)
     episodes = []
     for e in load_meta(root)["episodes"]:
         with np.load(root / e["file"]) as z:
             episodes.append((e["task"], z["action"].astype(np.float64)))
-    return clock_baseline(episodes, span, int(meta["n_action_steps"]))
+    return clock_baseline(episodes, joint_span(meta["action_stats"]), int(meta["n_action_steps"]))
 
 
 def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, action_tokenizer: Any,
@@ -87,8 +91,7 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
 
     meta = data.norm_stats["metadata_by_tag"][data.tag]
     stride = int(meta["n_action_steps"])
-    span = np.asarray(meta["action_stats"]["q99"], np.float64) - np.asarray(meta["action_stats"]["q01"], np.float64)
-    span = np.where(span > 1e-6, span, 1.0)
+    span = joint_span(meta["action_stats"])
     ep = data.episodes[episode]
     common = dict(processor=processor, task=ep["instruction"], norm_tag=data.tag, n_action_steps=stride,
                   num_steps=num_steps, enable_cuda_graph=False, return_dict=True)

@@ -663,3 +663,75 @@ def test_train_nano_logs_the_grounding_loss(data_dir, scenes_dir, tmp_path):
     with pytest.raises(ValueError, match="needs --ground-actions"):
         _train(["--data", str(data_dir), "--out", str(tmp_path / "gc"), "--steps", "1", "--ground-weight", "1",
                 "--ground-actions-first", "8"])
+
+
+def test_reach_target_is_the_objects_centre_and_the_loss_trains_the_value_the_expert_reads(data, tiny):
+    from molmoact2.models.nano.reach import reach_target, standardizer
+    from molmoact2.models.nano.train_step import build_example, collate, compute_losses
+
+    mask = np.zeros((48, 48), bool)
+    mask[0:4, 44:48] = True  # top-right corner: x near +1, y near -1
+    assert np.allclose(reach_target(mask), [2 * 46 / 48 - 1, 2 * 2 / 48 - 1])
+    with pytest.raises(ValueError, match="hidden"):
+        reach_target(np.zeros((48, 48), bool))
+    # standardized: columns spread wide, rows narrow (as in our camera) -> both come out with sd 1; hidden skipped
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((48, 48), bool) for _ in range(200)]
+    for m in masks[:-1]:
+        r, c = rng.integers(20, 26), rng.integers(2, 46)
+        m[r:r + 2, c:c + 2] = True
+    mean, sd = standardizer(masks)
+    zs = np.array([(reach_target(m) - mean) / sd for m in masks[:-1]])
+    assert np.allclose(zs.mean(0), 0, atol=1e-5) and np.allclose(zs.std(0), 1, atol=1e-4) and sd[0] > 3 * sd[1]
+    model, proc = tiny
+    ep = data.episodes[0]
+    f = int(np.flatnonzero(ep["target_px48"].reshape(len(ep["action"]), -1).any(1))[0])
+    assert "reach_xy" not in data.frame_inputs("action", 0, f)  # off unless asked
+    data.use_reach()
+    try:
+        kw = data.frame_inputs("action", 0, f)
+        mean, sd = data.reach_stats
+        assert np.allclose(kw["reach_xy"] * sd + mean, reach_target(ep["target_px48"][f]))
+        masks = [m for x in data.episodes for m in x["target_px48"]]
+        assert np.allclose(data.reach_stats[0], np.mean([reach_target(m) for m in masks if m.any()], 0))
+        saved = ep.pop("target_px48")
+        try:
+            with pytest.raises(ValueError, match="rebuild it with `molmoact2 train data`"):
+                data.use_reach()
+        finally:
+            ep["target_px48"] = saved
+    finally:
+        data.reach = False
+    ex = build_example(model, proc, **kw)
+    assert ex["reach"]["position"] == int((ex["labels"] == -100).sum()) - 1  # the prompt's last token
+    batch = collate([ex], proc)
+    model.zero_grad()
+    losses = compute_losses(model, batch, reach_weight=1.0, reach_layer=-1)
+    losses["reach_loss"].backward()
+    # the loss reaches the last layer's value projection (what the expert's last block reads), not just any weight
+    assert model.lm.layers[-1].self_attn.v_proj.weight.grad.abs().sum() > 0
+    # and measures those two channels: set them to the target and it is zero
+    from molmoact2.models.nano.reach import reach_loss
+
+    cache = model.new_cache()
+    with torch.no_grad():
+        model.forward(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"), cache=cache)
+        cache.values[-1][0, 0, ex["reach"]["position"], :2] = torch.as_tensor(ex["reach"]["target"])
+    assert float(reach_loss(cache, -1, batch["reach"])) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="reach layer 9"):
+        reach_loss(cache, 9, batch["reach"])
+    with pytest.raises(ValueError, match="robot examples"):
+        build_example(model, proc, style="qa", images=kw["images"][:1], question="Point to the bin\n",
+                      answer="x", reach_xy=kw["reach_xy"])
+
+
+def test_train_nano_logs_the_reach_loss(data_dir, tmp_path):
+    out = tmp_path / "r"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "2", "--mix", "action=1,depth=0,"
+                   "depth_action=0,qa=0", "--reach-weight", "0.5", "--reach-layer", "1"]) == 0
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["reach_loss"] > 0 for r in rows)
+    cfg = json.loads((out / "training_args.json").read_text())["config"]
+    assert (cfg["reach_weight"], cfg["reach_layer"]) == (0.5, 1)
+    with pytest.raises(ValueError, match="expected >= 0"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "rb"), "--steps", "1", "--reach-weight", "-1"])

@@ -94,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--ground-actions-first", type=int, default=0, metavar="N",
                    help="with --ground-actions: ground only each demo's first N frames, before the arm's pose gives "
                         "its object away, and draw half of the action examples from them (0 = every frame)")
+    n.add_argument("--reach-weight", type=float, default=0.0, metavar="W",
+                   help="reach loss weight (0 = off): in action examples, two channels of one layer's value at the "
+                        "prompt's last position (what the action expert reads) are told where the instruction's "
+                        "object is in the front image (needs demo caches with the per-frame target masks)")
+    n.add_argument("--reach-layer", type=int, default=-1,
+                   help="language-model layer of those channels (0-based; negative counts from the last)")
     n.set_defaults(handler=run_nano)
 
     v = sub.add_parser("vision", help="teach the image tokens what is where (a readout head on the scenes' "
@@ -187,7 +193,8 @@ def run_nano(args: argparse.Namespace) -> int:
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
                       ordinal_state=args.ordinal_state, state_noise=args.state_noise,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
-                      ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first)
+                      ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,
+                      reach_weight=args.reach_weight, reach_layer=args.reach_layer)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

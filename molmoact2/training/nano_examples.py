@@ -83,6 +83,8 @@ class NanoTrainData:
         self.grounding = False  # True: pointing questions carry their object's mask (qa_inputs)
         self.ground_actions = False  # True: action examples carry the instruction's object's pixels (frame_inputs)
         self.ground_first = 0  # > 0: only frames before this one are grounded, and half the action examples come from them
+        self.reach = False  # True: action examples carry the instruction's object's centre (use_reach())
+        self.reach_stats: tuple[np.ndarray, np.ndarray] | None = None
         self.state_noise = 0.0  # > 0: robot examples' states get Gaussian noise of this fraction of each joint's range
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
@@ -218,6 +220,17 @@ class NanoTrainData:
             kw["state"] = self.noisy_state(kw["state"], rng)
         return kw
 
+    def use_reach(self) -> None:
+        """Give action examples the reach target (reach.py), standardized over every demo frame loaded."""
+        from molmoact2.models.nano.reach import standardizer
+
+        missing = [i for i, ep in enumerate(self.episodes) if "target_px48" not in ep]
+        if missing:
+            raise ValueError(f"--reach-weight: episode {missing[0]} has no per-frame target masks (target_px48): its "
+                             f"cache was built before they were recorded; rebuild it with `molmoact2 train data`")
+        self.reach_stats = standardizer(m for ep in self.episodes for m in ep["target_px48"])
+        self.reach = True
+
     def noisy_state(self, state: Any, rng: np.random.Generator) -> np.ndarray:
         """`state` plus N(0, (state_noise * range)^2) per joint, range = the state stats' q99 - q01 (else max - min)."""
         stats = self.norm_stats["metadata_by_tag"][self.tag]["state_stats"]
@@ -246,14 +259,18 @@ class NanoTrainData:
             kw["actions"] = self.chunk(e, f)
             if self.fast_ids and self.fast_ids[e][f] is not None:
                 kw["action_ids"] = self.fast_ids[e][f]
-            if self.ground_actions:
-                if "target_px48" not in ep:
-                    raise ValueError(f"--ground-actions: episode {e} has no per-frame target masks (target_px48): "
-                                     f"its cache was built before they were recorded; rebuild it with "
-                                     f"`molmoact2 train data`")
-                # hidden (e.g. under the gripper): no target for this frame
-                if ep["target_px48"][f].any() and (not self.ground_first or f < self.ground_first):
-                    kw["ground_mask"] = ep["target_px48"][f]
+            if self.ground_actions and "target_px48" not in ep:
+                raise ValueError(f"--ground-actions: episode {e} has no per-frame target masks (target_px48): "
+                                 f"its cache was built before they were recorded; rebuild it with "
+                                 f"`molmoact2 train data`")
+            # hidden (e.g. under the gripper): no target for this frame
+            visible = "target_px48" in ep and ep["target_px48"][f].any()
+            if self.ground_actions and visible and (not self.ground_first or f < self.ground_first):
+                kw["ground_mask"] = ep["target_px48"][f]
+            if self.reach and visible:  # use_reach() checked that every episode has the masks
+                from molmoact2.models.nano.reach import reach_target
+
+                kw["reach_xy"] = (reach_target(ep["target_px48"][f]) - self.reach_stats[0]) / self.reach_stats[1]
         return kw
 
     def sample_batch(self, model, processor, rng: np.random.Generator, batch_size: int,

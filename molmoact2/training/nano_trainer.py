@@ -87,6 +87,10 @@ class TrainConfig:
     # the state tokens tell which object it is heading for: only the words do), and draw half of the action
     # examples from those frames so the signal is not rare. 0: every frame.
     ground_actions_first: int = 0
+    # Reach loss (models/nano/reach.py): weight (0 = off) and the language-model layer (negative: from the end) whose
+    # value at the prompt's last position is told where the instruction's object is in the front image.
+    reach_weight: float = 0.0
+    reach_layer: int = -1
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -221,7 +225,7 @@ def style_losses(styles: list[str], losses: dict[str, Any]) -> dict[str, float]:
 
 
 _SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_action_ce": "d+a",
-          "depth_action_flow": "d+aF", "qa_ce": "qa", "ground_loss": "gnd"}
+          "depth_action_flow": "d+aF", "qa_ce": "qa", "ground_loss": "gnd", "reach_loss": "reach"}
 
 
 def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *,
@@ -279,6 +283,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         raise ValueError(f"state_noise (--state-noise): expected 0..1 of a joint's range, got {cfg.state_noise}")
     data.state_noise = cfg.state_noise
     data.ground_first = cfg.ground_actions_first
+    if cfg.reach_weight < 0:
+        raise ValueError(f"reach_weight (--reach-weight): expected >= 0 (0 = off), got {cfg.reach_weight}")
+    if cfg.reach_weight > 0:
+        data.use_reach()
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")
@@ -349,10 +357,12 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
             losses = train_step(model, batch, optimizer, generator=_torch_generator(cfg.seed, step),
                                 depth_noise_p=cfg.depth_noise_p, num_noise_samples=cfg.num_noise_samples,
                                 flow_weight=cfg.flow_weight, row_losses=True, ground_weight=cfg.ground_weight,
-                                ground_layer=cfg.ground_layer, ground_head=cfg.ground_head)
+                                ground_layer=cfg.ground_layer, ground_head=cfg.ground_head,
+                                reach_weight=cfg.reach_weight, reach_layer=cfg.reach_layer)
             per_style = style_losses(styles, losses)
-            if "ground_loss" in losses:
-                per_style["ground_loss"] = losses["ground_loss"]
+            for extra in ("ground_loss", "reach_loss"):
+                if extra in losses:
+                    per_style[extra] = losses[extra]
             record = {"step": step + 1, "lr": lr, "loss": losses["loss"], "lm_loss": losses["lm_loss"],
                       "flow_loss": losses.get("flow_loss"), **per_style, "styles": {s: styles.count(s) for s in STYLE_ORDER},
                       "seconds": round(time.perf_counter() - t0, 3)}

@@ -26,6 +26,7 @@ from molmoact2.models.nano.action_expert import flow_matching_loss
 from molmoact2.models.nano.grounding import (HeadInputs, cell_fractions, collate_grounding, coordinate_token_indices,
                                              grounding_loss, head_attention)
 from molmoact2.models.nano.normalization import normalize_actions, stats_dim
+from molmoact2.models.nano.reach import collate_reach, reach_loss
 
 STYLES = ("action", "depth", "depth_action", "qa")
 _PROMPT_STYLE = {"action": "robot_action", "depth": "robot_depth", "depth_action": "robot_depth_action"}
@@ -34,11 +35,12 @@ _PROMPT_STYLE = {"action": "robot_action", "depth": "robot_depth", "depth_action
 def build_example(model, processor, *, style: str, images: list[Any], norm_tag: str | None = None,
                   task: str | None = None, state: Any = None, actions: Any = None, depth_bins: Any = None,
                   action_ids: Any = None, question: str | None = None, answer: str | None = None,
-                  ground_mask: Any = None) -> dict[str, Any]:
+                  ground_mask: Any = None, reach_xy: Any = None) -> dict[str, Any]:
     """Token ids, labels, images and (normalized, padded) action targets for one sample. `ground_mask` (the named
     object's pixels in the first image: a [H, W] mask, or counts per cell of a finer grid) adds the grounding target
     (grounding.py): for 'qa' at the pointing answer's coordinate tokens, for 'action' / 'depth_action' at the state
-    tokens and the prompt's last token."""
+    tokens and the prompt's last token. `reach_xy` (robot styles only) adds the reach target (reach.py) for the
+    prompt's last position: the object's centre in the image, standardized."""
     if style not in STYLES:
         raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
     cfg = model.config
@@ -91,6 +93,10 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
     if ground_mask is not None:
         ex["grounding"] = _grounding_target(processor, prompt_ids, len(prompt_ids), answer, ground_mask, style) \
             if style == "qa" else _action_grounding_target(processor, prompt_ids, ground_mask, style)
+    if reach_xy is not None:
+        if style == "qa":
+            raise ValueError("reach_xy= is for robot examples (style action, depth or depth_action), not 'qa'")
+        ex["reach"] = {"position": len(prompt_ids) - 1, "target": np.asarray(reach_xy, dtype=np.float32)}
     if actions is not None and style in ("action", "depth_action"):
         a = np.asarray(actions, dtype=np.float32)
         dim = stats_dim(meta["action_stats"], "action")
@@ -173,15 +179,19 @@ def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor
     grounding = collate_grounding(examples)
     if grounding is not None:
         out["grounding"] = grounding
+    reach = collate_reach(examples)
+    if reach is not None:
+        out["reach"] = reach
     return out
 
 
 def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,
                    depth_noise_p: float = 0.1, num_noise_samples: int = 1, flow_weight: float = 1.0,
                    row_losses: bool = False, ground_weight: float = 0.0, ground_layer: int = 3,
-                   ground_head: int = 0) -> dict[str, torch.Tensor]:
+                   ground_head: int = 0, reach_weight: float = 0.0, reach_layer: int = -1) -> dict[str, torch.Tensor]:
     """`ground_weight > 0` adds the grounding loss (grounding.py) of head `ground_head` in layer `ground_layer`
-    on the batch's pointing answers (`ground_loss`). `row_losses=True` adds detached per-sample figures for
+    on the batch's pointing answers (`ground_loss`); `reach_weight > 0` the reach loss (reach.py) of layer
+    `reach_layer`'s value at the prompt's last position (`reach_loss`). `row_losses=True` adds detached per-sample figures for
     progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token
     cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without
     a continuous target)."""
@@ -203,6 +213,9 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
         probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], ground_head)
         losses["ground_loss"] = grounding_loss(probs, g["keys"], g["target"])
         total = total + ground_weight * losses["ground_loss"]
+    if reach_weight > 0 and "reach" in batch:
+        losses["reach_loss"] = reach_loss(cache, reach_layer, batch["reach"])
+        total = total + reach_weight * losses["reach_loss"]
     if row_losses:
         with torch.no_grad():
             labels = batch["labels"][:, 1:]

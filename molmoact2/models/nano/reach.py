@@ -11,8 +11,8 @@ What: in a robot example whose front image shows the instruction's object, the f
 centre in the front image (mean squared error), each coordinate standardized over the training frames: in our
 scenes the objects' image rows vary far less than their columns (sd 0.15 against 0.39 of the half-width), and the
 row is the one that says how far to reach, so an unscaled loss would teach the bearing and leave the distance.
-Centre, not metres: the demo caches record the object's pixels per frame (`target_px48`), and the centre alone gives its distance from the base almost
-exactly (the probe's "perfect detector" row: R^2 0.98). Two designated channels rather than a learned read-out
+Centre, not metres: the demo caches record the object's pixels per frame (`target_px48`), and the centre alone
+gives its distance from the base almost exactly (the probe's "perfect detector" row: R^2 0.98). Two designated channels rather than a learned read-out
 head: nothing is added to the model or its checkpoint, a resumed run needs no extra state, and the quantity sits
 in exactly the tensor the expert's block for that layer reads.
 """

@@ -735,3 +735,64 @@ def test_train_nano_logs_the_reach_loss(data_dir, tmp_path):
     assert (cfg["reach_weight"], cfg["reach_layer"]) == (0.5, 1)
     with pytest.raises(ValueError, match="expected >= 0"):
         _train(["--data", str(data_dir), "--out", str(tmp_path / "rb"), "--steps", "1", "--reach-weight", "-1"])
+
+
+def test_expert_grounding_supervises_the_attention_one_expert_head_really_uses(data, tiny, data_dir, tmp_path):
+    from molmoact2.models.nano.grounding import ExpertCrossQueries, expert_head_attention
+    from molmoact2.models.nano.train_step import build_example, collate, compute_losses
+
+    model, proc = tiny
+    expert = model.action_expert
+    ep = data.episodes[0]
+    f = int(np.flatnonzero(ep["target_px48"].reshape(len(ep["action"]), -1).any(1))[0])
+    data.ground_actions = True
+    try:
+        grounded = data.frame_inputs("action", 0, f)
+    finally:
+        data.ground_actions = False
+    plain = data.frame_inputs("action", 0, f)
+    assert "ground_mask" not in plain
+    # two samples, only the second grounded: the loss must pick the right one out of the flow loss's batch
+    batch = collate([build_example(model, proc, **plain), build_example(model, proc, **grounded)], proc)
+
+    # The probabilities are the attention the block used: times that head's values they give its output.
+    cache = model.new_cache()
+    with torch.no_grad():
+        model.forward(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"), cache=cache)
+        contexts = [cache.context(layer) for layer in range(len(expert.blocks))]
+        mask = batch["attention_mask"].bool()
+        seen = {}
+        hook = expert.blocks[0].cross_out.register_forward_pre_hook(lambda _m, args: seen.setdefault("y", args[0]))
+        with ExpertCrossQueries(expert, 0, 1) as captured:
+            expert(torch.randn(2, 8, model.config.max_action_dim), torch.tensor([0.3, 0.7]),
+                   expert.project_contexts(contexts), mask)
+        hook.remove()
+        probs = expert_head_attention(captured, contexts[0][0], mask, torch.tensor([0, 1]))
+        hd = expert.blocks[0].head_dim
+        v = expert.blocks[0]._heads(expert.context_norm(expert.context_v_proj(contexts[0][1])))[:, 1]
+        assert probs.shape == (1, 2, 8, mask.shape[1])
+        assert torch.allclose(probs[0] @ v, seen["y"][:, :, hd:2 * hd], atol=1e-5)
+        assert float(probs[0, 0, :, ~mask[0]].sum()) == 0.0  # padding is never attended
+
+    model.zero_grad()
+    losses = compute_losses(model, batch, num_noise_samples=2, expert_ground_weight=1.0, expert_ground_block=0,
+                            expert_ground_head=1)
+    assert torch.isfinite(losses["expert_ground_loss"]) and losses["expert_ground_loss"] > 0
+    assert "ground_loss" not in losses  # the LM head is not asked
+    losses["expert_ground_loss"].backward()
+    assert expert.blocks[0].cross_q.weight.grad.abs().sum() > 0  # the head's queries learn ...
+    assert expert.context_k_proj.weight.grad.abs().sum() > 0  # ... and the shared key projection
+    assert expert.blocks[1].cross_q.weight.grad is None  # later blocks do not shape block 0's attention
+    assert "expert_ground_loss" not in compute_losses(model, batch)  # off unless asked
+
+    # the CLI: logged per step, recorded in training_args.json; a negative weight is refused
+    out = tmp_path / "xg"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "2", "--mix", "action=1,depth=0,"
+                   "depth_action=0,qa=0", "--expert-ground-weight", "0.5", "--expert-ground-block", "0",
+                   "--expert-ground-head", "1"]) == 0
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["expert_ground_loss"] > 0 for r in rows)
+    cfg = json.loads((out / "training_args.json").read_text())["config"]
+    assert (cfg["expert_ground_weight"], cfg["expert_ground_block"], cfg["expert_ground_head"]) == (0.5, 0, 1)
+    with pytest.raises(ValueError, match="expected >= 0"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "xb"), "--steps", "1", "--expert-ground-weight", "-1"])

@@ -100,6 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "object is in the front image (needs demo caches with the per-frame target masks)")
     n.add_argument("--reach-layer", type=int, default=-1,
                    help="language-model layer of those channels (0-based; negative counts from the last)")
+    n.add_argument("--expert-ground-weight", type=float, default=0.0, metavar="W",
+                   help="expert grounding loss weight (0 = off): in action examples, one head of the action expert's "
+                        "cross-attention is trained to look at the instruction's object in the front image (needs "
+                        "demo caches with the per-frame target masks)")
+    n.add_argument("--expert-ground-block", type=int, default=3, help="action-expert block of that head (0-based)")
+    n.add_argument("--expert-ground-head", type=int, default=1, help="which head of that block (0-based)")
     n.set_defaults(handler=run_nano)
 
     v = sub.add_parser("vision", help="teach the image tokens what is where (a readout head on the scenes' "
@@ -194,7 +200,9 @@ def run_nano(args: argparse.Namespace) -> int:
                       ordinal_state=args.ordinal_state, state_noise=args.state_noise,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,
-                      reach_weight=args.reach_weight, reach_layer=args.reach_layer)
+                      reach_weight=args.reach_weight, reach_layer=args.reach_layer,
+                      expert_ground_weight=args.expert_ground_weight, expert_ground_block=args.expert_ground_block,
+                      expert_ground_head=args.expert_ground_head)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

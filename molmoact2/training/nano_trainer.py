@@ -91,6 +91,12 @@ class TrainConfig:
     # value at the prompt's last position is told where the instruction's object is in the front image.
     reach_weight: float = 0.0
     reach_layer: int = -1
+    # Expert grounding (models/nano/grounding.py, `expert_grounding_loss`): weight (0 = off) and which head of which
+    # action-expert block is told, in action examples, to look at the instruction's object in the front image.
+    # Why: scripts/probe_expert_attention.py found expert heads that find the bin but none that find the named object.
+    expert_ground_weight: float = 0.0
+    expert_ground_block: int = 3
+    expert_ground_head: int = 1
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -225,7 +231,8 @@ def style_losses(styles: list[str], losses: dict[str, Any]) -> dict[str, float]:
 
 
 _SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_action_ce": "d+a",
-          "depth_action_flow": "d+aF", "qa_ce": "qa", "ground_loss": "gnd", "reach_loss": "reach"}
+          "depth_action_flow": "d+aF", "qa_ce": "qa", "ground_loss": "gnd", "reach_loss": "reach",
+          "expert_ground_loss": "xgnd"}
 
 
 def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *,
@@ -278,7 +285,11 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     data.grounding = cfg.ground_weight > 0
     if cfg.ground_actions_first and not cfg.ground_actions:
         raise ValueError("ground_actions_first (--ground-actions-first) needs --ground-actions")
-    data.ground_actions = cfg.ground_actions
+    if cfg.expert_ground_weight < 0:
+        raise ValueError(f"expert_ground_weight (--expert-ground-weight): expected >= 0 (0 = off), "
+                         f"got {cfg.expert_ground_weight}")
+    # Action examples carry the object's cells for the LM head (--ground-actions) or the expert's head.
+    data.ground_actions = cfg.ground_actions or cfg.expert_ground_weight > 0
     if not 0.0 <= cfg.state_noise <= 1.0:
         raise ValueError(f"state_noise (--state-noise): expected 0..1 of a joint's range, got {cfg.state_noise}")
     data.state_noise = cfg.state_noise
@@ -358,9 +369,11 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
                                 depth_noise_p=cfg.depth_noise_p, num_noise_samples=cfg.num_noise_samples,
                                 flow_weight=cfg.flow_weight, row_losses=True, ground_weight=cfg.ground_weight,
                                 ground_layer=cfg.ground_layer, ground_head=cfg.ground_head,
-                                reach_weight=cfg.reach_weight, reach_layer=cfg.reach_layer)
+                                reach_weight=cfg.reach_weight, reach_layer=cfg.reach_layer,
+                                expert_ground_weight=cfg.expert_ground_weight,
+                                expert_ground_block=cfg.expert_ground_block, expert_ground_head=cfg.expert_ground_head)
             per_style = style_losses(styles, losses)
-            for extra in ("ground_loss", "reach_loss"):
+            for extra in ("ground_loss", "reach_loss", "expert_ground_loss"):
                 if extra in losses:
                     per_style[extra] = losses[extra]
             record = {"step": step + 1, "lr": lr, "loss": losses["loss"], "lm_loss": losses["lm_loss"],

@@ -132,3 +132,57 @@ def grounding_loss(probs: torch.Tensor, keys: torch.Tensor, target: torch.Tensor
     """Cross-entropy of the target cell shares against the attention on those cells (mean over rows)."""
     on_cells = probs.gather(1, keys).clamp_min(1e-8)
     return -(target * on_cells.log()).sum(dim=1).mean()
+
+
+class ExpertCrossQueries:
+    """Captures block `block`'s cross-attention queries ([B, heads, H, hd], after their norm) while the action expert
+    runs its training-time `forward` (`train nano --expert-ground-weight`)."""
+
+    def __init__(self, expert, block: int, head: int) -> None:
+        n = len(expert.blocks)
+        if not 0 <= block < n:
+            raise ValueError(f"expert grounding block {block}: expected 0..{n - 1} (the expert has {n} blocks)")
+        if not 0 <= head < expert.blocks[block].heads:
+            raise ValueError(f"expert grounding head {head}: expected 0..{expert.blocks[block].heads - 1}")
+        self.expert, self.block, self.head = expert, block, head
+        self.queries: torch.Tensor | None = None
+        self._hook = None
+
+    def __enter__(self) -> "ExpertCrossQueries":
+        def grab(_module, _inputs, out):
+            self.queries = out
+
+        self._hook = self.expert.blocks[self.block].cross_q_norm.register_forward_hook(grab)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hook.remove()
+
+
+def expert_head_attention(captured: ExpertCrossQueries, context_k: torch.Tensor, ctx_mask: torch.Tensor,
+                          samples: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities [K, N, H, T] of the captured head, for the N `samples` (indices into the B samples the
+    expert ran on) at every chunk step H, per noise draw K: recomputed from the captured queries and the block's keys,
+    the same numbers its scaled_dot_product_attention used. `context_k` [B, T, kv_dim] is the raw LM key cache of the
+    block's layer (projected here as the expert projects it), `ctx_mask` [B, T] what the expert may attend to. With K
+    noise draws the queries are [K * B, ...] (draw-major, as flow_matching_loss repeats them)."""
+    expert, blk = captured.expert, captured.expert.blocks[captured.block]
+    q = captured.queries  # [K * B, heads, H, hd]
+    b = context_k.shape[0]
+    if q is None or q.shape[0] % b:
+        raise RuntimeError(f"expert grounding: expected queries for a multiple of {b} samples, got "
+                           f"{None if q is None else list(q.shape)}")
+    k = blk._heads(expert.context_norm(expert.context_k_proj(context_k)))[:, captured.head]  # [B, T, hd]
+    q = q.view(q.shape[0] // b, b, *q.shape[1:])[:, samples, captured.head]  # [K, N, H, hd]
+    scores = torch.einsum("knhd,ntd->knht", q, k[samples]) / blk.head_dim ** 0.5
+    return scores.masked_fill(~ctx_mask[samples][None, :, None, :], float("-inf")).softmax(dim=-1)
+
+
+def expert_grounding_loss(probs: torch.Tensor, keys: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The grounding cross-entropy for one head of the expert's cross-attention (`expert_head_attention` [K, N, H, T]):
+    every step of the chunk, in each grounded sample, should look at the front-image tokens covering the
+    instruction's object. `keys` [N, cells] are the samples' image token positions, `target` [N, cells] the object's
+    share of each cell."""
+    draws, n, steps, t = probs.shape
+    flat = probs.permute(0, 2, 1, 3).reshape(-1, t)  # rows ordered (draw, step, sample)
+    return grounding_loss(flat, keys.repeat(draws * steps, 1), target.repeat(draws * steps, 1))

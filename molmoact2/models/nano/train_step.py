@@ -23,7 +23,8 @@ import torch
 
 from molmoact2 import tokens as T
 from molmoact2.models.nano.action_expert import flow_matching_loss
-from molmoact2.models.nano.grounding import (HeadInputs, cell_fractions, collate_grounding, coordinate_token_indices,
+from molmoact2.models.nano.grounding import (ExpertCrossQueries, HeadInputs, cell_fractions, collate_grounding,
+                                             coordinate_token_indices, expert_grounding_loss, expert_head_attention,
                                              grounding_loss, head_attention)
 from molmoact2.models.nano.normalization import normalize_actions, stats_dim
 from molmoact2.models.nano.reach import collate_reach, reach_loss
@@ -188,10 +189,15 @@ def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor
 def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,
                    depth_noise_p: float = 0.1, num_noise_samples: int = 1, flow_weight: float = 1.0,
                    row_losses: bool = False, ground_weight: float = 0.0, ground_layer: int = 3,
-                   ground_head: int = 0, reach_weight: float = 0.0, reach_layer: int = -1) -> dict[str, torch.Tensor]:
+                   ground_head: int = 0, reach_weight: float = 0.0, reach_layer: int = -1,
+                   expert_ground_weight: float = 0.0, expert_ground_block: int = 3,
+                   expert_ground_head: int = 1) -> dict[str, torch.Tensor]:
     """`ground_weight > 0` adds the grounding loss (grounding.py) of head `ground_head` in layer `ground_layer`
     on the batch's pointing answers (`ground_loss`); `reach_weight > 0` the reach loss (reach.py) of layer
-    `reach_layer`'s value at the prompt's last position (`reach_loss`). `row_losses=True` adds detached per-sample figures for
+    `reach_layer`'s value at the prompt's last position (`reach_loss`); `expert_ground_weight > 0` the same grounding
+    cross-entropy for head `expert_ground_head` of the action expert's block `expert_ground_block`, in the batch's
+    action examples that carry the instruction's object (`expert_ground_loss`). `row_losses=True` adds detached
+    per-sample figures for
     progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token
     cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without
     a continuous target)."""
@@ -228,9 +234,25 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
         rows = batch["action_mask"].flatten(1).any(dim=1)  # samples with a continuous target
         contexts = [tuple(t[rows] for t in cache.context(layer)) for layer in range(cfg.text_config.num_hidden_layers)]
         ctx_mask = (batch["attention_mask"].bool() & ~batch["hide_from_expert"])[rows]
-        flow = flow_matching_loss(model.action_expert, batch["actions"][rows], batch["action_mask"][rows], contexts,
-                                  ctx_mask, generator=generator, num_noise_samples=num_noise_samples,
-                                  return_rows=row_losses)
+        g = batch.get("grounding")
+        # Grounded samples among those the flow loss runs on (position within `rows`), each once.
+        picked = None
+        if expert_ground_weight > 0 and g is not None:
+            sub = torch.cumsum(rows.long(), 0) - 1
+            first = {int(r): i for i, r in reversed(list(enumerate(g["rows"].tolist()))) if bool(rows[int(r)])}
+            if first:
+                order = sorted(first)
+                picked = (torch.tensor([int(sub[r]) for r in order]), torch.tensor([first[r] for r in order]))
+        with ExpertCrossQueries(model.action_expert, expert_ground_block, expert_ground_head) if picked is not None \
+                else contextlib.nullcontext() as captured:
+            flow = flow_matching_loss(model.action_expert, batch["actions"][rows], batch["action_mask"][rows],
+                                      contexts, ctx_mask, generator=generator, num_noise_samples=num_noise_samples,
+                                      return_rows=row_losses)
+        if picked is not None:
+            samples, which = picked
+            probs = expert_head_attention(captured, contexts[expert_ground_block][0], ctx_mask, samples)
+            losses["expert_ground_loss"] = expert_grounding_loss(probs, g["keys"][which], g["target"][which])
+            total = total + expert_ground_weight * losses["expert_ground_loss"]
         if row_losses:
             flow, losses["flow_row"][rows] = flow[0], flow[1].float()
         losses["flow_loss"] = flow

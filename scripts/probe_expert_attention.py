@@ -54,14 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
 
     import torch
-    from tqdm.auto import tqdm
 
-    from molmoact2.models.hf import order_cameras
+    from molmoact2.evaluation.first_frames import first_frames
     from molmoact2.models.nano.action_expert import euler_integrate_reference
     from molmoact2.models.nano.expert_probe import initial_noise
     from molmoact2.models.nano.normalization import stats_dim
     from molmoact2.models.nano.policy import load_nano
-    from molmoact2.sim import make_env
 
     torch.set_num_threads(1)
     policy = load_nano(a.checkpoint)
@@ -83,52 +81,40 @@ def main(argv: list[str] | None = None) -> None:
     area = {k: 0.0 for k in KINDS}
     seen = {k: 0 for k in KINDS}  # layouts in which the kind covers at least one front cell
     n = 0
-    bar = tqdm(total=len(TASKS) * a.layouts, desc="layouts", unit="layout", file=sys.stderr)
-    for task in TASKS:
-        env = make_env(task, image_size=224, depth=False, segmentation=True)  # the eval's render size
-        for seed in range(10000, 10000 + a.layouts):
-            obs, _ = env.reset(seed=seed)
-            order, _ = order_cameras(obs, meta.get("camera_keys"), tag)
-            images = [obs.cameras[name].rgb for name in order]
-            target = env.instance.target
-            labels = {o.label: ("named" if o.name == target else "bin" if o.name == "bin" else "other")
-                      for o in env.scene.objects}
-            with torch.inference_mode():
-                out = model.predict_action(processor=processor, images=images, task=obs.instruction,
-                                           state=np.asarray(obs.state), norm_tag=tag,
-                                           inference_action_mode="continuous", return_context=True,
-                                           generator=torch.Generator().manual_seed(seed))
-                contexts = [(torch.from_numpy(k), torch.from_numpy(v)) for k, v in out["context_kv"]]
-                key_mask = torch.from_numpy(out["context_mask"]).bool()
-                for qs in queries:
-                    qs.clear()
-                euler_integrate_reference(expert, initial_noise(model, tag, seed), contexts, key_mask,
-                                          int(cfg.flow_matching_num_steps), dim_mask)
-                projected = expert.project_contexts(contexts)
-                attn = []
-                for b, blk in enumerate(expert.blocks):
-                    k = blk._heads(projected[b][0])  # [1, heads, T, hd]
-                    q = torch.cat(queries[b], dim=0)  # [steps, heads, H, hd]
-                    scores = q @ k.transpose(-1, -2) / blk.head_dim ** 0.5
-                    scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-                    attn.append(scores.softmax(-1).mean(dim=(0, 2)).numpy())  # [heads, T]
-            attn = np.stack(attn)  # [blocks, heads, T]
-            patches = np.flatnonzero(out["prompt_token_ids"] == cfg.image_patch_id)
-            grid = int(round((len(patches) // len(images)) ** 0.5))
-            front_pos = patches[:grid * grid]
-            owner = cell_owner(obs.cameras[order[0]].segmentation, labels, grid)
-            on_front = attn[:, :, front_pos]  # [blocks, heads, cells]
-            mass = on_front.sum(-1)
-            front += mass
-            for kind in KINDS:
-                cells = owner == kind
-                area[kind] += cells.mean()
-                seen[kind] += int(cells.any())
-                share[kind] += on_front[:, :, cells].sum(-1) / np.maximum(mass, 1e-12)
-            n += 1
-            bar.update()
-        env.close()
-    bar.close()
+    for env, seed, obs, order, out in first_frames(model, processor, tag, TASKS, range(10000, 10000 + a.layouts),
+                                                   segmentation=True):
+        target = env.instance.target
+        labels = {o.label: ("named" if o.name == target else "bin" if o.name == "bin" else "other")
+                  for o in env.scene.objects}
+        with torch.inference_mode():
+            contexts = [(torch.from_numpy(k), torch.from_numpy(v)) for k, v in out["context_kv"]]
+            key_mask = torch.from_numpy(out["context_mask"]).bool()
+            for qs in queries:
+                qs.clear()
+            euler_integrate_reference(expert, initial_noise(model, tag, seed), contexts, key_mask,
+                                      int(cfg.flow_matching_num_steps), dim_mask)
+            projected = expert.project_contexts(contexts)
+            attn = []
+            for b, blk in enumerate(expert.blocks):
+                k = blk._heads(projected[b][0])  # [1, heads, T, hd]
+                q = torch.cat(queries[b], dim=0)  # [steps, heads, H, hd]
+                scores = q @ k.transpose(-1, -2) / blk.head_dim ** 0.5
+                scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+                attn.append(scores.softmax(-1).mean(dim=(0, 2)).numpy())  # [heads, T]
+        attn = np.stack(attn)  # [blocks, heads, T]
+        patches = np.flatnonzero(out["prompt_token_ids"] == cfg.image_patch_id)
+        grid = int(round((len(patches) // len(order)) ** 0.5))
+        front_pos = patches[:grid * grid]
+        owner = cell_owner(obs.cameras[order[0]].segmentation, labels, grid)
+        on_front = attn[:, :, front_pos]  # [blocks, heads, cells]
+        mass = on_front.sum(-1)
+        front += mass
+        for kind in KINDS:
+            cells = owner == kind
+            area[kind] += cells.mean()
+            seen[kind] += int(cells.any())
+            share[kind] += on_front[:, :, cells].sum(-1) / np.maximum(mass, 1e-12)
+        n += 1
     for h in hooks:
         h.remove()
 

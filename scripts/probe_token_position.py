@@ -49,47 +49,31 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
 
     import torch
-    from tqdm.auto import tqdm
 
-    from molmoact2.models.hf import order_cameras
+    from molmoact2.evaluation.first_frames import first_frames
     from molmoact2.models.nano.policy import load_nano
-    from molmoact2.sim import make_env
 
     torch.set_num_threads(1)
     policy = load_nano(a.checkpoint)
     model, processor = policy.model, policy.processor
     tag = sorted(model.norm_stats["metadata_by_tag"])[0]
-    meta = model.norm_stats["metadata_by_tag"][tag]
     patch_id = model.config.image_patch_id
     rows: dict[str, list[np.ndarray]] = {}
     grid = None
-    bar = tqdm(total=len(TASKS) * a.layouts, desc="layouts", unit="layout", file=sys.stderr)
-    for task in TASKS:
-        env = make_env(task, image_size=224, depth=False, segmentation=False)  # the eval's render size
-        for seed in range(10000, 10000 + a.layouts):
-            obs, _ = env.reset(seed=seed)
-            order, _ = order_cameras(obs, meta.get("camera_keys"), tag)
-            images = [obs.cameras[name].rgb for name in order]
-            with torch.inference_mode():
-                out = model.predict_action(processor=processor, images=images, task=obs.instruction,
-                                           state=np.asarray(obs.state), norm_tag=tag,
-                                           inference_action_mode="continuous", return_context=True,
-                                           generator=torch.Generator().manual_seed(seed))
-                inputs = processor(text=out["prompt_text"], images=images)
-                feats = model.encode_images(inputs["pixel_values"].to(model.dtype))[0].float().numpy()  # front
-            positions = np.flatnonzero(out["prompt_token_ids"] == patch_id)[:len(feats)]  # front camera first
-            if grid is None:
-                side = int(round(len(feats) ** 0.5))
-                if side * side != len(feats):
-                    raise ValueError(f"expected a square grid of front-image tokens, got {len(feats)}")
-                grid = np.array([[i // side, i % side] for i in range(len(feats))], dtype=np.float64)
-            rows.setdefault("image features (LM input)", []).append(feats)
-            for layer, (k, v) in enumerate(out["context_kv"]):
-                rows.setdefault(f"layer {layer} V", []).append(v[0, positions])
-                rows.setdefault(f"layer {layer} K (post-RoPE)", []).append(k[0, positions])
-            bar.update()
-        env.close()
-    bar.close()
+    for _env, _seed, obs, order, out in first_frames(model, processor, tag, TASKS, range(10000, 10000 + a.layouts)):
+        with torch.inference_mode():
+            inputs = processor(text=out["prompt_text"], images=[obs.cameras[name].rgb for name in order])
+            feats = model.encode_images(inputs["pixel_values"].to(model.dtype))[0].float().numpy()  # front
+        positions = np.flatnonzero(out["prompt_token_ids"] == patch_id)[:len(feats)]  # front camera first
+        if grid is None:
+            side = int(round(len(feats) ** 0.5))
+            if side * side != len(feats):
+                raise ValueError(f"expected a square grid of front-image tokens, got {len(feats)}")
+            grid = np.array([[i // side, i % side] for i in range(len(feats))], dtype=np.float64)
+        rows.setdefault("image features (LM input)", []).append(feats)
+        for layer, (k, v) in enumerate(out["context_kv"]):
+            rows.setdefault(f"layer {layer} V", []).append(v[0, positions])
+            rows.setdefault(f"layer {layer} K (post-RoPE)", []).append(k[0, positions])
     n = len(rows["image features (LM input)"])
     fit = np.zeros(n, dtype=bool)
     per_task = a.layouts

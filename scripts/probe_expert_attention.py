@@ -15,6 +15,11 @@ steps and the layouts. Per block and head it prints:
     whichever has the most pixels in it), each beside the share of front cells it covers: a head that looks at the
     named object more than its area share is looking for it.
 
+With `--swap-targets` each layout is asked again naming every other object the task could be about (same picture,
+only the words change), and a second table follows for one head (`--head B.H`, default the head most on the named
+object): which movable object gets most of its front attention, under the layout's own instruction and under the
+swapped one. A head that reads the words moves to the newly named object; one that reads the picture stays put.
+
 Front cells are the 6 x 6 `<im_patch>` grid of the front camera (the first image in the prompt); object pixels come
 from the simulator's segmentation at the evaluation's render size.
 """
@@ -51,7 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="assets/nano")
     p.add_argument("--layouts", type=int, default=20, help="held-out layouts per task (seeds from 10000)")
+    p.add_argument("--swap-targets", action="store_true",
+                   help="also name every other candidate object of each layout and report whether one head follows")
+    p.add_argument("--head", default="", metavar="B.H",
+                   help="the head of the swap table, block.head (default: the head most on the named object)")
     a = p.parse_args(argv)
+    if a.head and not a.swap_targets:
+        p.error("--head picks the head of the --swap-targets table; pass --swap-targets too")
 
     import torch
 
@@ -81,9 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     area = {k: 0.0 for k in KINDS}
     seen = {k: 0 for k in KINDS}  # layouts in which the kind covers at least one front cell
     n = 0
+    # --swap-targets: per layout, the head mass on each movable object under each instruction (own first)
+    swaps: list[list[tuple[str, dict[str, np.ndarray]]]] = []
+    last_seed = None
     for env, seed, obs, order, out in first_frames(model, processor, tag, TASKS, range(10000, 10000 + a.layouts),
-                                                   segmentation=True):
+                                                   segmentation=True, swap_targets=a.swap_targets):
         target = env.instance.target
+        own = (env.task.name, seed) != last_seed  # first_frames yields a layout's own instruction first
+        last_seed = (env.task.name, seed)
         labels = {o.label: ("named" if o.name == target else "bin" if o.name == "bin" else "other")
                   for o in env.scene.objects}
         with torch.inference_mode():
@@ -107,6 +123,15 @@ def main(argv: list[str] | None = None) -> None:
         front_pos = patches[:grid * grid]
         owner = cell_owner(obs.cameras[order[0]].segmentation, labels, grid)
         on_front = attn[:, :, front_pos]  # [blocks, heads, cells]
+        if a.swap_targets:
+            names = cell_owner(obs.cameras[order[0]].segmentation,
+                               {o.label: o.name for o in env.scene.objects if o.name != "bin"}, grid)
+            per_object = {name: on_front[:, :, names == name].sum(-1) for name in set(names) - {""}}
+            if own:
+                swaps.append([])
+            swaps[-1].append((target, per_object))
+        if not own:
+            continue
         mass = on_front.sum(-1)
         front += mass
         for kind in KINDS:
@@ -131,6 +156,38 @@ def main(argv: list[str] | None = None) -> None:
     best = np.unravel_index(np.argmax(share["named"]), share["named"].shape)
     print(f"most on the named object: block {best[0]} head {best[1]}, {100 * share['named'][best] / n:.1f}% of its "
           f"front attention against the object's {100 * area['named'] / n:.1f}% of the front cells")
+    if a.swap_targets:
+        b, h = (int(x) for x in a.head.split(".")) if a.head else best
+        print_swaps(swaps, b, h)
+
+
+def print_swaps(swaps: list[list[tuple[str, dict[str, np.ndarray]]]], block: int, head: int) -> None:
+    """Follows the words or the picture? Per pair (own instruction, one naming another object of the same layout):
+    the movable object with most of head `block.head`'s front attention under each."""
+    def pick(per_object: dict[str, np.ndarray]) -> str:
+        return max(per_object, key=lambda name: per_object[name][block, head]) if per_object else ""
+
+    pairs = [(own_t, pick(own_m), t, pick(m)) for layout in swaps for own_t, own_m in layout[:1]
+             for t, m in layout[1:]]
+    total = len(pairs)
+    if not total:
+        print("--swap-targets: no layout has a second candidate object")
+        return
+    own_hit = sum(own_t == own_p for own_t, own_p, _, _ in pairs)
+    swap_hit = sum(t == p for _, _, t, p in pairs)
+    both = sum(own_t == own_p and t == p for own_t, own_p, t, p in pairs)
+    same = sum(own_p == p for _, own_p, _, p in pairs)
+    chance = np.mean([1 / max(len(m), 1) for layout in swaps if len(layout) > 1 for _, m in layout])
+    print(f"\nwords or picture: block {block} head {head}, {total} name swaps in "
+          f"{sum(len(layout) > 1 for layout in swaps)} layouts with 2+ candidates (chance of one visible movable "
+          f"object {100 * chance:.0f}%)")
+    print("| the movable object with most of the head's front attention | pairs |")
+    print("|---|---|")
+    for label, k in (("own instruction: the named object", own_hit),
+                     ("swapped instruction: the newly named object", swap_hit),
+                     ("the named object under both (follows the words)", both),
+                     ("the same object under both (reads only the picture)", same)):
+        print(f"| {label} | {100 * k / total:.0f}% ({k}/{total}) |")
 
 
 if __name__ == "__main__":

@@ -785,14 +785,16 @@ def test_expert_grounding_supervises_the_attention_one_expert_head_really_uses(d
     assert expert.blocks[1].cross_q.weight.grad is None  # later blocks do not shape block 0's attention
     assert "expert_ground_loss" not in compute_losses(model, batch)  # off unless asked
 
-    # the CLI: logged per step, recorded in training_args.json; a negative weight is refused
+    # the CLI: logged per step, recorded in training_args.json; a negative weight is refused. --ground-actions-first
+    # works with it too (no --ground-actions needed): the expert's head is then grounded on early frames only.
     out = tmp_path / "xg"
     assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "2", "--mix", "action=1,depth=0,"
                    "depth_action=0,qa=0", "--expert-ground-weight", "0.5", "--expert-ground-block", "0",
-                   "--expert-ground-head", "1"]) == 0
+                   "--expert-ground-head", "1", "--ground-actions-first", "8"]) == 0
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["expert_ground_loss"] > 0 for r in rows)
     cfg = json.loads((out / "training_args.json").read_text())["config"]
     assert (cfg["expert_ground_weight"], cfg["expert_ground_block"], cfg["expert_ground_head"]) == (0.5, 0, 1)
+    assert (cfg["ground_actions"], cfg["ground_actions_first"]) == (False, 8)
     with pytest.raises(ValueError, match="expected >= 0"):
         _train(["--data", str(data_dir), "--out", str(tmp_path / "xb"), "--steps", "1", "--expert-ground-weight", "-1"])

@@ -123,3 +123,31 @@ def test_image_token_probe_reads_what_is_there_and_nothing_else():
     assert classes == 3 and acc > 0.9 and majority < 0.5
     noise_acc, noise_majority, _ = mod.linear_probe(rng.normal(size=(600, 16)).astype(np.float32), labels)
     assert noise_acc < noise_majority + 0.15
+
+
+def test_first_frames_swap_targets_change_only_the_named_object(tmp_path):
+    """`first_frames(..., swap_targets=True)`, what `scripts/probe_expert_attention.py --swap-targets` reads: per
+    layout the own instruction first, then one item per other candidate, with the same picture and state and an
+    instruction that differs only in the object's name."""
+    from molmoact2.evaluation.first_frames import first_frames
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.models.nano.policy import load_nano
+
+    policy = load_nano(make_random_checkpoint(tmp_path / "nano_random"), seed=0)
+    model, processor = policy.model, policy.processor
+    tag = sorted(model.norm_stats["metadata_by_tag"])[0]
+    items = [(seed, env.instance.target, env.target_options(), obs, out)
+             for env, seed, obs, _order, out in first_frames(model, processor, tag, ("touch",), range(3),
+                                                             swap_targets=True)]
+    plain = [(seed, obs.instruction) for _env, seed, obs, _o, _out in first_frames(model, processor, tag, ("touch",),
+                                                                                  range(3))]
+    assert len(plain) == 3 and len(items) > 3  # touch layouts have several candidates
+    for seed, own_instruction in plain:
+        layout = [it for it in items if it[0] == seed]
+        own_target, options, own_obs = layout[0][1], layout[0][2], layout[0][3]
+        assert own_obs.instruction == own_instruction  # the own instruction comes first
+        assert sorted(t for _, t, _, _, _ in layout) == sorted(options)  # then every other candidate, once
+        for _, target, _, obs, out in layout[1:]:
+            assert obs.instruction == own_instruction.replace(f"the {own_target}", f"the {target}", 1)
+            assert all(np.array_equal(obs.cameras[k].rgb, own_obs.cameras[k].rgb) for k in obs.cameras)
+            assert np.array_equal(obs.state, own_obs.state) and "context_kv" in out

@@ -283,8 +283,9 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     if cfg.ground_actions and cfg.ground_weight <= 0:
         raise ValueError("ground_actions (--ground-actions) needs a grounding weight: pass --ground-weight W > 0")
     data.grounding = cfg.ground_weight > 0
-    if cfg.ground_actions_first and not cfg.ground_actions:
-        raise ValueError("ground_actions_first (--ground-actions-first) needs --ground-actions")
+    if cfg.ground_actions_first and not (cfg.ground_actions or cfg.expert_ground_weight > 0):
+        raise ValueError("ground_actions_first (--ground-actions-first) needs --ground-actions or "
+                         "--expert-ground-weight W > 0")
     if cfg.expert_ground_weight < 0:
         raise ValueError(f"expert_ground_weight (--expert-ground-weight): expected >= 0 (0 = off), "
                          f"got {cfg.expert_ground_weight}")

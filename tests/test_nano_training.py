@@ -505,6 +505,31 @@ def test_train_vision_changes_only_the_image_path_and_feeds_train_nano(data_dir,
     assert any(not torch.equal(wv[k], wl[k]) for k in wl if k.startswith("lm."))
 
 
+def test_expert_only_trains_the_action_expert_and_nothing_else(data_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    start = tmp_path / "start"
+    assert _train(["--data", str(data_dir), "--out", str(start), "--steps", "1"]) == 0
+    actions = "action=1,depth=0,depth_action=1,qa=0"
+    out = tmp_path / "expert_only"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "2", "--mix", actions,
+                   "--init-from", str(start), "--expert-only", "--expert-ground-weight", "0.5",
+                   "--expert-ground-block", "1"]) == 0
+    before, after = load_file(str(start / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert before.keys() == after.keys()
+    expert = [k for k in before if k.startswith("action_expert.")]
+    assert expert and "action_expert.context_k_proj.weight" in expert  # the shared context K/V projection is the expert's
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in expert)  # ViT, adapter, LM as loaded
+    assert any(not torch.equal(before[k], after[k]) for k in expert)
+    assert json.loads((out / "training_args.json").read_text())["config"]["expert_only"] is True
+    # batches without a flow target would train nothing; LM-side auxiliary losses would be silently dropped
+    with pytest.raises(ValueError, match="depth=0 and qa=0"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "x1"), "--steps", "1", "--expert-only"])
+    with pytest.raises(ValueError, match="--expert-ground-weight for the expert"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "x2"), "--steps", "1", "--mix", actions,
+                "--expert-only", "--ground-weight", "1"])
+
+
 def test_grounding_targets_mark_the_objects_cells_and_the_coordinate_tokens(tiny):
     from molmoact2.models.nano.grounding import cell_fractions, coordinate_token_indices
 

@@ -76,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "2x2, or the --init-from checkpoint's own)")
     n.add_argument("--freeze-vision", action="store_true",
                    help="keep the ViT and image adapter as they are (e.g. after `train vision`); the rest learns")
+    n.add_argument("--expert-only", action="store_true",
+                   help="train only the action expert; the ViT, adapter and language model stay as loaded "
+                        "(--init-from), e.g. to teach the expert to read a language model that already points at "
+                        "the named object. Needs a --mix of action / depth_action only")
     n.add_argument("--ordinal-state", action="store_true",
                    help="start the 256 state-bin token rows as ordinal embeddings (neighbouring bins similar) "
                         "instead of the random or --init-from rows; a new run only")
@@ -198,6 +202,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       init_from=str(args.init_from),
                       qa_kinds=tuple(k.strip() for k in args.qa_kinds.split(",") if k.strip()),
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
+                      expert_only=args.expert_only,
                       ordinal_state=args.ordinal_state, state_noise=args.state_noise,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,

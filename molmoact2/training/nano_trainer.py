@@ -68,6 +68,11 @@ class TrainConfig:
     # Keep the image path (ViT + adapter) as it is, e.g. after `molmoact2 train vision` taught its tokens what is
     # where: the language model then learns to read them without its early, noisy gradients rewriting them.
     freeze_vision: bool = False
+    # Train only the action expert (its blocks and the shared context K/V projection); the ViT, adapter and language
+    # model stay as loaded. Why: to teach the expert to read what a language model already does (e.g. a pointing run
+    # that tells the named object apart) without the mixed batches unlearning it. Every batch then needs a flow
+    # target: the mix must be action / depth_action only.
+    expert_only: bool = False
     # Start the 256 state-bin token rows as ordinal embeddings (models/nano/state_embedding.py: neighbouring bins
     # similar) instead of the loaded / random rows; a new run only, never on --resume.
     ordinal_state: bool = False
@@ -295,6 +300,13 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         raise ValueError(f"state_noise (--state-noise): expected 0..1 of a joint's range, got {cfg.state_noise}")
     data.state_noise = cfg.state_noise
     data.ground_first = cfg.ground_actions_first
+    if cfg.expert_only:
+        if cfg.mix.depth > 0 or cfg.mix.qa > 0:
+            raise ValueError(f"expert_only (--expert-only): only the action expert trains, so every batch needs a flow "
+                             f"target: pass --mix with depth=0 and qa=0 (got depth={cfg.mix.depth}, qa={cfg.mix.qa})")
+        if cfg.ground_weight > 0 or cfg.reach_weight > 0:
+            raise ValueError("expert_only (--expert-only): --ground-weight and --reach-weight train the language model, "
+                             "which --expert-only keeps as loaded; use --expert-ground-weight for the expert's head")
     if cfg.reach_weight < 0:
         raise ValueError(f"reach_weight (--reach-weight): expected >= 0 (0 = off), got {cfg.reach_weight}")
     if cfg.reach_weight > 0:
@@ -322,6 +334,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     if cfg.freeze_vision:
         for part in (model.vit, model.adapter):
             part.requires_grad_(False)
+    if cfg.expert_only:
+        for name, param in model.named_parameters():
+            if not name.startswith("action_expert."):
+                param.requires_grad_(False)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trainable if p.ndim >= 2]
     no_decay = [p for n, p in trainable if p.ndim < 2]

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.head and not a.swap_targets:
         p.error("--head picks the head of the --swap-targets table; pass --swap-targets too")
+    if a.head and (a.head.count(".") != 1 or not a.head.replace(".", "").isdigit()):
+        p.error(f"--head: expected block.head, e.g. 3.1, got {a.head!r}")
 
     import torch
 
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     meta = model.norm_stats["metadata_by_tag"][tag]
     cfg = model.config
     blocks, heads = len(expert.blocks), expert.blocks[0].heads
+    if a.head and not (int(a.head.split(".")[0]) < blocks and int(a.head.split(".")[1]) < heads):
+        p.error(f"--head {a.head}: this expert has blocks 0..{blocks - 1} with heads 0..{heads - 1}")
     queries: list[list[torch.Tensor]] = [[] for _ in range(blocks)]
     hooks = [blk.cross_q_norm.register_forward_hook(lambda _m, _i, out, b=b: queries[b].append(out))
              for b, blk in enumerate(expert.blocks)]

@@ -97,8 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "demo caches built with the per-frame target masks)")
     n.add_argument("--ground-actions-first", type=int, default=0, metavar="N",
                    help="with --ground-actions or --expert-ground-weight: ground only each demo's first N frames, "
-                        "before the arm's pose gives "
-                        "its object away, and draw half of the action examples from them (0 = every frame)")
+                        "before the arm's pose gives its object away, and draw half of the action examples from "
+                        "them (0 = every frame)")
     n.add_argument("--reach-weight", type=float, default=0.0, metavar="W",
                    help="reach loss weight (0 = off): in action examples, two channels of one layer's value at the "
                         "prompt's last position (what the action expert reads) are told where the instruction's "

@@ -197,10 +197,9 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
     `reach_layer`'s value at the prompt's last position (`reach_loss`); `expert_ground_weight > 0` the same grounding
     cross-entropy for head `expert_ground_head` of the action expert's block `expert_ground_block`, in the batch's
     action examples that carry the instruction's object (`expert_ground_loss`). `row_losses=True` adds detached
-    per-sample figures for
-    progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count` [B] (token
-    cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples without
-    a continuous target)."""
+    per-sample figures for progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count`
+    [B] (token cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples
+    without a continuous target)."""
     cfg = model.config
     ids = batch["input_ids"]
     if depth_noise_p > 0 and bool(batch["depth_input"].any()):

@@ -106,9 +106,9 @@ def check_spec(spec: str, *, trust_remote_code: bool = False, norm_tag: str | No
         if kind == "remote":
             return _check_remote(s, timeout_s)
         if kind == "nano":
-            from molmoact2.models.registry import resolve_nano_dir
+            from molmoact2.models.registry import nano_spec_dir
 
-            directory = resolve_nano_dir(s[len("nano:"):].strip() if s.lower().startswith("nano:") else None)
+            directory = nano_spec_dir(s)
             return _check_dir(s, kind, directory, trust_remote_code=False, norm_tag=norm_tag)
         path = Path(s).expanduser()
         if not path.is_dir():
@@ -248,14 +248,15 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
     if config.carry_steps and kind != "nano":
         raise ValueError("carry-over is a Nano option (it pins the flow expert's first actions inside our own model); "
                          "set Carry steps to 0 for the expert, checkpoints and /act servers")
+    from molmoact2.models.registry import load_policy, refuse_for_actions
+
+    refuse_for_actions(config.policy_spec)
     if kind == "expert":
         if config.num_steps is not None:
             raise ValueError("the scripted expert has no flow-matching expert to integrate: set Euler steps to 0 (none)")
         from molmoact2.runner import ExpertPolicy
 
         return ExpertPolicy(env)
-    from molmoact2.models.registry import load_policy
-
     opts: dict[str, Any] = {}
     if config.num_steps is not None:  # every model kind takes it: Nano, a checkpoint, an /act server per request
         opts["num_steps"] = int(config.num_steps)

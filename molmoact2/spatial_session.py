@@ -1,14 +1,15 @@
 """Ask a model a spatial question about one image: the logic behind the app's Spatial reasoning tab.
 
     scene = sim_scene("touch", seed=0)                     # the simulator's front camera (rgb, depth, K, pose)
-    policy, err = get_policy("nano:/tmp/nano_random")      # err: a plain sentence when it cannot load
+    policy, err = get_policy(default_spatial_spec())       # 'nano-er' when shipped; err: a plain sentence
     result = ask_scene(policy, scene, question_from_template("point", "the red cube"))
     print(result.summary_md); save_spatial_rrd(result, "/tmp/ask.rrd")
 
 What one question gives: the answer text, the Molmo2-ER parse (points, count, every problem listed, never
-raising), the points drawn on the image, and for a simulator scene the depth codes of the depth map
-(the depth VQ-VAE), their decoded depth and the points lifted to 3-D with the rendered metric depth.
-An uploaded image has no depth: those parts say so instead.
+raising), the points drawn on the image, for a Nano checkpoint where its grounded attention head looked while
+writing the first point (`head_overlay`), and for a simulator scene the depth codes of the depth map (the depth
+VQ-VAE), their decoded depth and the points lifted to 3-D with the rendered metric depth. An uploaded image has
+no depth: those parts say so instead.
 
 Model specs and their health check are the Control tab's (`molmoact2.control_session.check_spec`),
 minus `expert`, which acts but does not answer questions.
@@ -26,9 +27,9 @@ import numpy as np
 from molmoact2 import spatial
 from molmoact2.models.base import CameraFrame, Observation, Step
 
-DEFAULT_SPEC = "nano"
 DEFAULT_CAMERA = "front"
 IMAGE_SIZE = 224
+DEFAULT_HEAD = (3, 0)  # the head `train nano --ground-weight` teaches unless told otherwise: (layer, head)
 LIFT_WINDOW_PX = 2  # median depth over a 5x5 box: a point on an object's edge still lifts onto the object
 
 # Template name -> (button label, prompt builder). The prompts are Molmo2-ER's (molmoact2.spatial).
@@ -121,6 +122,13 @@ def upload_scene(image: Any) -> SpatialScene:
 
 
 # ---- the model -----------------------------------------------------------------------------------------
+def default_spatial_spec() -> str:
+    """`nano-er` (Nano taught to answer questions) when it is shipped, else `nano`."""
+    from molmoact2.models.registry import NANO_ER_SPEC, REPO_NANO_ER_DIR
+
+    return NANO_ER_SPEC if (REPO_NANO_ER_DIR / "config.json").is_file() else "nano"
+
+
 _POLICY_LOCK = threading.Lock()
 _POLICY_CACHE: dict[str, Any] = {}  # one loaded model at a time: the last spec asked
 
@@ -131,7 +139,8 @@ def load_spatial_policy(spec: str) -> Any:
 
     s = str(spec or "").strip()
     if not s:
-        raise ValueError("empty model spec; expected 'nano', 'nano:DIR', a checkpoint directory or an http(s) URL")
+        raise ValueError("empty model spec; expected 'nano-er', 'nano', 'nano:DIR', a checkpoint directory or an "
+                         "http(s) URL")
     if s.lower() == "expert":
         raise ValueError("'expert' is the simulator's scripted controller: it acts but cannot answer questions")
     policy = load_policy(s)
@@ -180,6 +189,8 @@ class SpatialResult:
     depth_bins: np.ndarray | None  # int64 [100] codes of the sim depth map
     depth_decoded: np.ndarray | None  # float32 [S, S] relative disparity decoded from the codes
     notes: list[str] = field(default_factory=list)
+    head_image: np.ndarray | None = None  # uint8 [H, W, 3]: where the grounded head looked (Nano), see head_overlay
+    head_caption: str = ""
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -266,7 +277,46 @@ def ask_scene(policy: Any, scene: SpatialScene, question: str, *, codec: Any = N
                generated_text=step.generated_text, generated_token_ids=step.generated_token_ids, answer_text=text,
                depth_bins=bins, depth_decoded=decoded, points_px={cam: points_px} if len(points_px) else None,
                timings_ms=dict(step.timings_ms), info=info)
-    return SpatialResult(out, answer, drawn, points_px, world, bins, decoded, notes)
+    try:
+        head_image, head_caption = head_overlay(policy, scene.rgb, question, text)
+    except Exception as exc:  # noqa: BLE001 - the picture of the head must not hide the answer
+        head_image, head_caption = None, f"Where the model looked: unavailable ({type(exc).__name__}: {exc})"
+    return SpatialResult(out, answer, drawn, points_px, world, bins, decoded, notes, head_image, head_caption)
+
+
+def grounded_head(policy: Any) -> tuple[int, int, bool]:
+    """(layer, head, taught): the attention head `train nano --ground-weight` taught this Nano checkpoint to put on
+    the named object (from its training_args.json), or, untaught, the head that option would teach (the last layer
+    when the model has fewer)."""
+    import json
+    from pathlib import Path
+
+    args_path = Path(str(getattr(policy, "checkpoint_dir", "") or "")) / "training_args.json"
+    try:
+        cfg = json.loads(args_path.read_text()).get("config", {})
+    except (OSError, ValueError):
+        cfg = {}
+    if float(cfg.get("ground_weight") or 0) > 0:
+        return int(cfg.get("ground_layer", DEFAULT_HEAD[0])), int(cfg.get("ground_head", DEFAULT_HEAD[1])), True
+    return min(DEFAULT_HEAD[0], len(policy.model.lm.layers) - 1), DEFAULT_HEAD[1], False
+
+
+def head_overlay(policy: Any, image: np.ndarray, question: str, answer_text: str) -> tuple[np.ndarray | None, str]:
+    """(image with a heatmap of where the grounded head looked while the answer's first point was written, caption),
+    or (None, why not): only Nano exposes its attention here, and only an answer with a point has coordinates."""
+    if not (hasattr(policy, "model") and hasattr(policy, "processor")) or "nano" not in type(policy).__name__.lower():
+        return None, "Where the model looked: shown for Nano checkpoints only."
+    from molmoact2.evaluation.qa_check import head_cells
+    from molmoact2.viz.depth import cell_heat_overlay
+
+    layer, head, taught = grounded_head(policy)
+    cells = head_cells(policy.model, policy.processor, image, question, answer_text or "", None, layer, head)
+    if cells is None:
+        return None, "Where the model looked: the answer has no point, so there is nothing to look for."
+    attention = cells[0].reshape(policy.processor.image_grid)
+    caption = (f"Head {layer}.{head} while the first point was written: {'trained' if taught else 'NOT trained'} "
+               f"to look at the named object; {100 * attention.sum():.0f}% of its attention on the image tokens.")
+    return cell_heat_overlay(image, attention), caption
 
 
 SPATIAL_POINTS_ENTITY = "world/spatial_points"

@@ -159,6 +159,11 @@ def test_bad_specs_are_errors_in_words():
     assert not h.ok and "cannot reach" in h.message and format_health(h).startswith("❌ **error**")
     h = check_spec("/no/such/checkpoint")
     assert not h.ok and "does not exist" in h.message
+    # the spatial specialist is refused by name in the loop (it would run, badly), before anything loads
+    from molmoact2.control_session import make_control_policy
+
+    with pytest.raises(ValueError, match="'nano-er' is the spatial-question specialist.*Use 'nano'"):
+        make_control_policy(ControlConfig(policy_spec=" Nano-ER ", task="touch", **FAST), env=None)
     session = ControlSession(ControlConfig(policy_spec="nano:/no/such/dir", task="touch", **FAST))
     try:
         st = session.status()

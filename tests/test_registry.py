@@ -28,7 +28,7 @@ def nano_dir(tmp_path_factory):
 
 
 def test_spec_kinds():
-    assert spec_kind("nano") == spec_kind("NANO") == spec_kind("nano:/tmp/x") == "nano"
+    assert spec_kind("nano") == spec_kind("NANO") == spec_kind("nano:/tmp/x") == spec_kind("nano-er") == "nano"
     assert spec_kind("http://h:8000") == spec_kind("HTTPS://h") == "remote"
     assert spec_kind("/data/MolmoAct2-DROID") == spec_kind("./nano") == "checkpoint"
 
@@ -60,6 +60,22 @@ def test_missing_nano_messages(tmp_path, monkeypatch):
     else:
         with pytest.raises(NotImplementedError, match="not shipped yet"):
             resolve_nano_dir()
+
+
+def test_nano_er_spec(nano_dir, tmp_path, monkeypatch):
+    # 'nano-er' names its own repository directory: missing, it says so and names the alternatives ...
+    monkeypatch.setattr(registry, "REPO_NANO_ER_DIR", tmp_path / "no_er")
+    with pytest.raises(FileNotFoundError, match="'nano-er': no checkpoint at .*no_er.*use 'nano'"):
+        load_policy("nano-er")
+    # ... present, it loads from there, whatever $MOLMOACT2_NANO_DIR says (that is `nano`'s directory)
+    monkeypatch.setattr(registry, "REPO_NANO_ER_DIR", nano_dir)
+    monkeypatch.setenv(NANO_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert registry.nano_spec_dir("NANO-ER") == nano_dir
+    assert load_policy("nano-er", seed=0).checkpoint_dir == str(nano_dir)
+    with pytest.raises(TypeError, match="once"):
+        load_policy("nano-er", path=str(nano_dir))
+    with pytest.raises(ValueError, match="not a Nano spec"):
+        registry.nano_spec_dir("/data/x")
 
 
 def test_nano_specs_load(nano_dir, monkeypatch):

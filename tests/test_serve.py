@@ -294,6 +294,10 @@ def test_cli_serve_refuses_clearly(ckpt, tmp_path):
     r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", "nano", "--schema", "droid"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "holds no Nano checkpoint" in r.stderr and "nano.factory" in r.stderr
+    # the spatial specialist answers questions and must not act: refused by name before anything loads
+    r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", "nano-er", "--schema", "so101"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "spatial-question specialist" in r.stderr and "Use 'nano'" in r.stderr
     r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", str(ckpt), "--schema", "droid"],
                        cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert r.returncode == 2 and "trust_remote_code" in r.stderr

@@ -65,6 +65,25 @@ def test_random_nano_answers_and_records(scene, nano_spec, tmp_path):
         assert path in entities, sorted(entities)
 
 
+def test_where_the_head_looked(scene, nano_spec):
+    policy, err = ss.get_policy(nano_spec)
+    assert err is None, err
+    question = ss.question_from_template("point", "the red cube")
+    # Teacher-forced over a given answer (the random model's own rarely holds a point): a heatmap on the image,
+    # and the caption says this checkpoint's head was never taught to look at the named object.
+    image, caption = ss.head_overlay(policy, scene.rgb, question, '<points coords="1 1 500 420">red cube</points>')
+    assert image.shape == scene.rgb.shape and image.dtype == np.uint8 and not np.array_equal(image, scene.rgb)
+    assert "Head 1.0" in caption and "NOT trained" in caption  # the tiny test model has 2 layers
+    assert ss.grounded_head(policy) == (1, 0, False)
+    image, caption = ss.head_overlay(policy, scene.rgb, question, "There are none.")
+    assert image is None and "no point" in caption
+    image, caption = ss.head_overlay(_FixedAnswer("x"), scene.rgb, question, "There are none.")
+    assert image is None and "Nano checkpoints only" in caption
+    # ask_scene carries it, and a failure to draw it never hides the answer
+    result = ss.ask_scene(policy, scene, question)
+    assert result.head_caption.startswith(("Head 1.0", "Where the model looked: the answer has no point"))
+
+
 def test_points_are_drawn_lifted_and_logged(scene, tmp_path):
     from molmoact2.viz.inspect import summarize_rrd
     from molmoact2.viz.layout import camera_points
@@ -123,6 +142,19 @@ def test_nano_not_shipped_is_said_plainly(tmp_path, monkeypatch):
     if not (nano_default_dir() / "config.json").is_file():
         policy, err = ss.get_policy("nano")
         assert policy is None and "not shipped yet" in ss.format_load_error("nano", err)
+
+
+def test_default_model_is_the_spatial_specialist_when_shipped(tmp_path, monkeypatch):
+    from molmoact2.models import registry
+
+    monkeypatch.setattr(registry, "REPO_NANO_ER_DIR", tmp_path / "absent")
+    assert ss.default_spatial_spec() == "nano"
+    policy, err = ss.get_policy("nano-er")  # asked for anyway: a message, not a crash
+    assert policy is None and "no checkpoint at" in err and "use 'nano'" in err
+    (tmp_path / "er").mkdir()
+    (tmp_path / "er" / "config.json").write_text("{}")
+    monkeypatch.setattr(registry, "REPO_NANO_ER_DIR", tmp_path / "er")
+    assert ss.default_spatial_spec() == "nano-er"
 
 
 def test_bad_inputs_are_refused_with_a_message():

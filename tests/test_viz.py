@@ -401,3 +401,18 @@ def test_live_viewer_stream_feeds_bytes_while_a_loop_submits(tmp_path):
     blueprints, rgb_rows = _sum_segments(tmp_path, segments, L.camera_rgb("front"), "Image:buffer")
     assert blueprints == 1 and rgb_rows == 5
     assert live.logger.stats.logged == 5 and live.logger.stats.dropped == 0
+
+
+def test_cell_heat_overlay_puts_the_heat_where_the_values_are():
+    from molmoact2.viz.depth import cell_heat_overlay
+
+    image = np.full((60, 90, 3), 100, np.uint8)
+    values = np.zeros((6, 6), np.float32)
+    values[2, 4] = 0.7  # one hot cell: rows 20-29, columns 60-74 of the image
+    out = cell_heat_overlay(image, values)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    brightness = out.astype(int).sum(axis=2)
+    assert brightness[20:30, 60:75].min() > brightness[:20].max()  # hot cell brighter than every cold one
+    assert np.ptp(brightness[:20]) == 0  # cold cells all alike
+    with pytest.raises(ValueError, match=r"values \[rows, cols\]"):
+        cell_heat_overlay(image, values.ravel())

@@ -60,7 +60,7 @@ def fill_template(template, label):
 
 
 def ask(spec, source, task, seed, upload, question):
-    """(answer markdown, drawn image, depth-code grid, decoded depth, rrd path)."""
+    """(answer markdown, drawn image, head heatmap, depth-code grid, decoded depth, rrd path)."""
     from molmoact2.spatial_session import ask_scene, format_load_error, get_policy, save_spatial_rrd
     from molmoact2.viz.depth import code_grid_figure, depth_image
 
@@ -69,17 +69,19 @@ def ask(spec, source, task, seed, upload, question):
     try:
         scene = _scene(source, task, seed, upload)
     except Exception as exc:  # noqa: BLE001
-        return f"❌ **Could not make the scene.** {exc}", None, empty_grid, None, None
+        return f"❌ **Could not make the scene.** {exc}", None, None, empty_grid, None, None
     policy, err = get_policy(spec)
     if policy is None:
-        return format_load_error(spec, err), scene.rgb, empty_grid, None, None
+        return format_load_error(spec, err), scene.rgb, None, empty_grid, None, None
     try:
         result = ask_scene(policy, scene, question)
     except Exception as exc:  # noqa: BLE001 - the model failed to run: say so, keep the page usable
-        return f"❌ **The model could not answer.** {type(exc).__name__}: {exc}", scene.rgb, empty_grid, None, None
+        return (f"❌ **The model could not answer.** {type(exc).__name__}: {exc}", scene.rgb, None, empty_grid, None,
+                None)
     rrd = save_spatial_rrd(result, Path(tempfile.mkdtemp(prefix="mact2-spatial-")) / "spatial.rrd")
     decoded = None if result.depth_decoded is None else depth_image(result.depth_decoded)
-    return result.summary_md, result.drawn, code_grid_figure(result.depth_bins), decoded, str(rrd)
+    summary = result.summary_md + (f"\n\n{result.head_caption}" if result.head_caption else "")
+    return summary, result.drawn, result.head_image, code_grid_figure(result.depth_bins), decoded, str(rrd)
 
 
 def build(ctx: AppContext) -> None:
@@ -88,16 +90,17 @@ def build(ctx: AppContext) -> None:
 
     from molmoact2.control_session import SPATIAL_ALTERNATIVES, nano_note
     from molmoact2.sim import task_names
-    from molmoact2.spatial_session import DEFAULT_SPEC, NANO_SIM_ONLY_NOTE, TEMPLATES
+    from molmoact2.spatial_session import NANO_SIM_ONLY_NOTE, TEMPLATES, default_spatial_spec
 
     gr.Markdown(
         "Ask a model a spatial question (Molmo2-ER formats: points, counts) about a simulator scene or an uploaded "
-        "image. **Model**: `nano`, `nano:DIR`, or a local checkpoint directory — press **Check** to test it. "
+        "image. **Model**: `nano-er` (Nano taught to answer questions; the default when shipped), `nano`, `nano:DIR`, "
+        "or a local checkpoint directory — press **Check** to test it. "
         f"{NANO_SIM_ONLY_NOTE}\n\n" + nano_note(SPATIAL_ALTERNATIVES),
         elem_id="sp-intro",
     )
     with gr.Row():
-        spec = gr.Textbox(value=DEFAULT_SPEC, label="Model (spec)", elem_id="sp-spec", scale=3)
+        spec = gr.Textbox(value=default_spatial_spec(), label="Model (spec)", elem_id="sp-spec", scale=3)
         check = gr.Button("Check", elem_id="sp-check")
     health = gr.Markdown("Model not checked yet.", elem_id="sp-health")
     with gr.Row():
@@ -117,7 +120,10 @@ def build(ctx: AppContext) -> None:
             run = gr.Button("Ask", variant="primary", elem_id="sp-ask")
         with gr.Column(scale=1):
             answer = gr.Markdown("Pick a scene and a question, then **Ask**.", elem_id="sp-answer")
-            drawn = gr.Image(label="Answer drawn on the image", interactive=False, elem_id="sp-image", height=300)
+            with gr.Row():
+                drawn = gr.Image(label="Answer drawn on the image", interactive=False, elem_id="sp-image", height=300)
+                looked = gr.Image(label="Where the model looked (Nano: the grounded head, brighter = more attention)",
+                                  interactive=False, elem_id="sp-head", height=300)
     with gr.Row():
         grid = gr.Plot(label="Depth codes (10x10, from the simulator's depth)", elem_id="sp-grid")
         decoded = gr.Image(label="Decoded depth (relative)", interactive=False, elem_id="sp-depth", height=300)
@@ -128,4 +134,5 @@ def build(ctx: AppContext) -> None:
     show.click(show_scene, inputs=[source, task, seed, upload], outputs=[drawn, answer])
     for key, button in tpl_buttons.items():
         button.click(lambda lab, k=key: fill_template(k, lab), inputs=[label], outputs=[question])
-    run.click(ask, inputs=[spec, source, task, seed, upload, question], outputs=[answer, drawn, grid, decoded, viewer])
+    run.click(ask, inputs=[spec, source, task, seed, upload, question],
+              outputs=[answer, drawn, looked, grid, decoded, viewer])

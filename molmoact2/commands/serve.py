@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from molmoact2.models.act_protocol import get_schema
-    from molmoact2.models.registry import load_policy, spec_kind
+    from molmoact2.models.registry import load_policy, refuse_for_actions, spec_kind
     from molmoact2.serve.app import check_policy_matches_schema, serve
 
     schema = get_schema(args.schema)
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: binding {args.host}: the server has no authentication; anyone who can reach this port "
               f"can drive the policy", file=sys.stderr)
     try:
+        refuse_for_actions(args.policy)
         policy = load_policy(args.policy, **opts)
         check_policy_matches_schema(policy, schema)  # e.g. a 6-D policy behind the 8-D droid schema
     except (ValueError, FileNotFoundError, NotImplementedError, TypeError) as exc:

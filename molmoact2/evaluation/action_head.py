@@ -35,12 +35,11 @@ def action_head_reading(policy: Any, data: Any, layer: int, head: int, max_frame
                         progress: bool = False) -> dict[str, Any] | None:
     """The summary above over up to `max_frames` question frames of `data`'s demos (None if it has none with
     the demo's object in view)."""
-    import torch
     from tqdm.auto import tqdm
 
     from molmoact2.evaluation.report import FIXTURES
-    from molmoact2.models.nano.grounding import HeadInputs, cell_fractions, head_attention
-    from molmoact2.models.nano.train_step import build_example, collate
+    from molmoact2.models.nano.grounding import cell_fractions, example_head_cells
+    from molmoact2.models.nano.train_step import build_example
     from molmoact2.training.nano_vision import scene_labels
 
     model, processor = policy.model, policy.processor
@@ -54,13 +53,7 @@ def action_head_reading(policy: Any, data: Any, layer: int, head: int, max_frame
         ex = build_example(model, processor, style="action", images=[ep["front"][f], ep["wrist"][f]],
                            norm_tag=data.tag, task=instruction, state=ep["state"][f], actions=data.chunk(e, f),
                            ground_mask=mask)
-        batch = collate([ex], processor)
-        cache = model.new_cache()
-        with torch.inference_mode(), HeadInputs(model, layer) as captured:
-            model.forward(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], cache=cache)
-            g = batch["grounding"]
-            probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], head)
-        return probs.gather(1, g["keys"]).mean(0).numpy()  # [cells], averaged over the query positions
+        return example_head_cells(model, processor, ex, layer, head)[0]  # [cells], averaged over the queries
 
     for e, f, cache_index, key in tqdm(frames, desc=f"action head {layer}.{head}", unit="frame",
                                        disable=not progress or not frames):

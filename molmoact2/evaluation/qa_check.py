@@ -157,43 +157,48 @@ def nearest_object(data: Any, answers: list[dict[str, Any]]) -> dict[str, Any] |
     return {**_rate(hits, len(chance)), "chance": round(float(np.mean(chance)), 3)}
 
 
+def head_cells(model: Any, processor: Any, image: np.ndarray, question: str, answer: str,
+               mask_hw: np.ndarray | None, layer: int, head: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where attention head (`layer`, `head`) looks while `answer`'s first point is written after `question` about
+    `image`: its attention on each `<im_patch>` token [cells, row-major over processor.image_grid], averaged over the
+    coordinate positions, and the share of each cell covered by `mask_hw` (the named object; None when unknown: then
+    each cell's share of the image) [cells]. None when the answer has no point. One teacher-forced pass: the same
+    numbers the generating pass saw."""
+    from molmoact2.models.nano.grounding import example_head_cells
+    from molmoact2.models.nano.train_step import build_example
+
+    if mask_hw is None:
+        mask_hw = np.ones(np.asarray(image).shape[:2], dtype=bool)
+    ex = build_example(model, processor, style="qa", images=[image], question=question, answer=answer,
+                       ground_mask=mask_hw)
+    if ex.get("grounding") is None:
+        return None
+    return example_head_cells(model, processor, ex, layer, head)
+
+
 def head_reading(policy: Any, data: Any, answers: list[dict[str, Any]], layer: int, head: int,
                  progress: bool = False) -> dict[str, Any] | None:
     """Where attention head (`layer`, `head`) looks while the model writes its own first point, for the
     movable-object pointing questions answered with a point: its attention share on the `<im_patch>` tokens that
     cover the named object (mean), how often its most-attended image token covers the object, and what attention
-    spread evenly over the image tokens would give (the baseline). The head `train nano --ground-weight` teaches.
-
-    Computed by one teacher-forced pass over the question and the model's own answer (the same numbers the
-    generating pass saw)."""
-    import torch
+    spread evenly over the image tokens would give (the baseline). The head `train nano --ground-weight` teaches."""
     from tqdm.auto import tqdm
 
     from molmoact2.evaluation.report import FIXTURES, pointed_name
-    from molmoact2.models.nano.grounding import HeadInputs, head_attention
-    from molmoact2.models.nano.train_step import build_example, collate
 
-    model, processor = policy.model, policy.processor
     share, top, even = [], 0, []
     todo = [a for a in answers if pointed_name(a) not in (None, *FIXTURES) and a.get("n_points")]
     for a in tqdm(todo, desc=f"head {layer}.{head}", unit="q", disable=not progress or not todo):
         item = data.qa[a["index"]]
         mask = np.isin(data.qa_segmentation(item), item["labels"])
-        ex = build_example(model, processor, style="qa", images=[data.qa_image(item)], question=item["question"],
-                           answer=a["answer"], ground_mask=mask)
-        if ex.get("grounding") is None:
+        cells = head_cells(policy.model, policy.processor, data.qa_image(item), item["question"], a["answer"], mask,
+                           layer, head)
+        if cells is None:
             continue
-        batch = collate([ex], processor)
-        cache = model.new_cache()
-        with torch.inference_mode(), HeadInputs(model, layer) as captured:
-            model.forward(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], cache=cache)
-            g = batch["grounding"]
-            probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], head)
-        on_image = probs.gather(1, g["keys"]).mean(0)  # [cells], averaged over the coordinate positions
-        target = g["target"][0]
+        on_image, target = cells
         share.append(float(on_image[target > 0].sum()))
         top += bool(target[int(on_image.argmax())] > 0)
-        even.append(float(on_image.sum()) * float((target > 0).float().mean()))
+        even.append(float(on_image.sum()) * float((target > 0).mean()))
     if not share:
         return None
     return {"layer": layer, "head": head, "n": len(share), "share": round(float(np.mean(share)), 3),

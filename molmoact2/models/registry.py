@@ -1,6 +1,7 @@
 """One way to pick a model, shared by the CLI, the app and the notebooks.
 
     load_policy("nano")                          # the workbench's own small model (issue 6), assets/nano
+    load_policy("nano-er")                       # its spatial-question specialist, assets/nano_er
     load_policy("nano:/tmp/nano_random")         # a Nano checkpoint directory of your choice
     load_policy("/data/MolmoAct2-DROID", trust_remote_code=True, dtype="bfloat16")
     load_policy("http://gpu-box:8000")           # an official (or our) /act server
@@ -22,10 +23,13 @@ from molmoact2.models.base import Policy
 NANO_DIR_ENV = "MOLMOACT2_NANO_DIR"
 REPO_NANO_DIR = Path(__file__).resolve().parents[2] / "assets" / "nano"
 NANO_BUILD_HINT = "python -m molmoact2.models.nano.factory --out /tmp/nano_random"
+# `nano-er`: Nano taught to answer spatial questions (Molmo2-ER's role in the real family); not for control.
+NANO_ER_SPEC = "nano-er"
+REPO_NANO_ER_DIR = REPO_NANO_DIR.parent / "nano_er"
 
 SPEC_HELP = (
-    "a model spec is one of: 'nano' (the workbench's own small model), 'nano:DIR' (a Nano checkpoint "
-    "directory), a local MolmoAct2 checkpoint directory "
+    "a model spec is one of: 'nano' (the workbench's own small model), 'nano-er' (its spatial-question "
+    "specialist), 'nano:DIR' (a Nano checkpoint directory), a local MolmoAct2 checkpoint directory "
     "(e.g. /data/MolmoAct2-DROID, downloaded beforehand with `hf download allenai/MolmoAct2-DROID --local-dir "
     "/data/MolmoAct2-DROID`), or the URL of an /act server (e.g. http://127.0.0.1:8000)"
 )
@@ -34,7 +38,7 @@ SPEC_HELP = (
 def spec_kind(spec: str | os.PathLike) -> str:
     """'nano', 'remote' or 'checkpoint' (the directory may still be incomplete; `load_policy` checks)."""
     s = str(spec).strip()
-    if s.lower() == "nano" or s.lower().startswith("nano:"):
+    if s.lower() in ("nano", NANO_ER_SPEC) or s.lower().startswith("nano:"):
         return "nano"
     if s.lower().startswith(("http://", "https://")):
         return "remote"
@@ -58,7 +62,7 @@ def load_policy(spec: str | os.PathLike, **opts: Any) -> Policy:
     kind = spec_kind(spec)
     s = str(spec).strip()
     if kind == "nano":
-        return _load_nano(s[len("nano:"):].strip() if s.lower().startswith("nano:") else None, **opts)
+        return _load_nano(s, **opts)
     if kind == "remote":
         from molmoact2.models.remote import RemotePolicy
 
@@ -110,13 +114,35 @@ def resolve_nano_dir(path: str | os.PathLike | None = None) -> Path:
                               f"{alternatives}")
 
 
-def _load_nano(spec_path: str | None = None, /, **opts: Any) -> Policy:
-    path = spec_path
+def refuse_for_actions(spec: str) -> None:
+    """Raise ValueError when `spec` names a model that answers questions but must not act (`nano-er`): it would run,
+    badly. Called where actions are asked for (the Control tab, `molmoact2 serve`)."""
+    if str(spec).strip().lower() == NANO_ER_SPEC:
+        raise ValueError(f"'{NANO_ER_SPEC}' is the spatial-question specialist: its action path was not trained "
+                         f"after its question lessons. Use 'nano' for control (or 'nano:{REPO_NANO_ER_DIR}' to run it "
+                         "anyway)")
+
+
+def nano_spec_dir(spec: str) -> Path:
+    """The checkpoint directory of a Nano spec ('nano', 'nano-er', 'nano:DIR'), checked without importing torch."""
+    s = str(spec).strip()
+    if s.lower() == NANO_ER_SPEC:
+        if (REPO_NANO_ER_DIR / "config.json").is_file():
+            return REPO_NANO_ER_DIR
+        raise FileNotFoundError(f"'{NANO_ER_SPEC}': no checkpoint at {REPO_NANO_ER_DIR} (no config.json); use 'nano' "
+                                f"(it answers questions too, less well) or 'nano:DIR' with a Nano checkpoint directory")
+    if s.lower() == "nano" or s.lower().startswith("nano:"):
+        return resolve_nano_dir(s[len("nano:"):].strip() if s.lower().startswith("nano:") else None)
+    raise ValueError(f"{s!r} is not a Nano spec; expected 'nano', '{NANO_ER_SPEC}' or 'nano:DIR'")
+
+
+def _load_nano(spec: str, /, **opts: Any) -> Policy:
     if "path" in opts:  # load_policy("nano", path=DIR) is the same as load_policy("nano:DIR")
-        if spec_path:
-            raise TypeError("load_policy: give the Nano directory once, either as 'nano:DIR' or as path=DIR")
-        path = opts.pop("path")
-    directory = resolve_nano_dir(path)
+        if spec.strip().lower() != "nano":
+            raise TypeError(f"load_policy: give the Nano directory once: 'nano:DIR', or 'nano' with path=DIR "
+                            f"(got {spec!r} and path=)")
+        spec = f"nano:{opts.pop('path')}"
+    directory = nano_spec_dir(spec)
     from molmoact2.models.nano import load_nano  # imports torch + transformers: only once there is a checkpoint
 
     return _call_with(load_nano, directory, opts, "a Nano checkpoint")

@@ -23,6 +23,22 @@ def _viridis(u: np.ndarray) -> np.ndarray:
     return (stops[i] * (1 - f) + stops[i + 1] * f).astype(np.uint8)
 
 
+def cell_heat_overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """`image` (uint8 [H, W, 3]) under a viridis heatmap of `values` [rows, cols], one per grid cell over the full
+    image (e.g. an attention head's weight on each image token), scaled to the largest value."""
+    img = np.asarray(image)
+    v = np.asarray(values, np.float32)
+    if img.ndim != 3 or img.shape[2] < 3 or v.ndim != 2:
+        raise ValueError(f"cell_heat_overlay: expected an RGB image [H, W, 3] and values [rows, cols], got "
+                         f"{list(img.shape)} and {list(v.shape)}")
+    h, w = img.shape[:2]
+    rows = (np.arange(h) * v.shape[0] // h)[:, None]
+    cols = (np.arange(w) * v.shape[1] // w)[None, :]
+    level = v / max(float(v.max()), 1e-12)
+    heat = _viridis(level[rows, cols]).astype(np.float32)
+    return np.clip(img[..., :3].astype(np.float32) * (1 - alpha) + heat * alpha, 0, 255).astype(np.uint8)
+
+
 def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45, grid: int = GRID) -> np.ndarray:
     """The main image with re-predicted cells tinted red and the 10x10 grid drawn (cells over the full image)."""
     img = np.asarray(image)

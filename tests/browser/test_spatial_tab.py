@@ -1,6 +1,6 @@
-"""The Spatial reasoning tab in a real browser: default spec `nano`, a simulator scene, a prompt template, Ask ->
-an answer or the plain 'not shipped' message (never an error toast or a traceback); Check -> the health
-indicator."""
+"""The Spatial reasoning tab in a real browser: default spec `nano-er` (`nano` when it is not shipped), a simulator
+scene, a prompt template, Ask -> an answer or the plain 'not shipped' message (never an error toast or a
+traceback); Check -> the health indicator."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ def _open_tab(page) -> None:
 
 
 def test_ask_and_check(page):
+    from molmoact2.spatial_session import default_spatial_spec
+
     _open_tab(page)
-    expect(page.locator("#sp-spec textarea, #sp-spec input").first).to_have_value("nano")
+    expect(page.locator("#sp-spec textarea, #sp-spec input").first).to_have_value(default_spatial_spec())
     expect(page.locator("#sp-intro")).to_contain_text("only")  # Nano knows only our simulator
 
     page.locator("#sp-show").click()
@@ -40,6 +42,10 @@ def test_ask_and_check(page):
     assert "Traceback" not in text
     if "Answer:" not in text:
         assert "not shipped" in text or "no Nano checkpoint" in text, text
+    elif "Head " in text:  # an answer with a point: the grounded head's heatmap is beside it
+        expect(page.locator("#sp-head img")).to_be_visible(timeout=30_000)
+    else:
+        assert "Where the model looked" in text, text
     assert page.locator(".toast-body.error").count() == 0
 
     page.locator("#sp-check").click()

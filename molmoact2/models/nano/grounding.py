@@ -128,6 +128,21 @@ def head_attention(captured: HeadInputs, cache, key_mask: torch.Tensor, rows: to
     return scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
 
 
+def example_head_cells(model, processor, example: dict, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+    """For one example built with a grounding target (`train_step.build_example(..., ground_mask=...)`): head
+    (`layer`, `head`)'s attention on each first-image `<im_patch>` token [cells], averaged over the grounded query
+    positions, and the target's share of each cell [cells]. One forward pass, read as `head_attention` reads it."""
+    from molmoact2.models.nano.train_step import collate  # train_step imports this module
+
+    batch = collate([example], processor)
+    cache = model.new_cache()
+    with torch.inference_mode(), HeadInputs(model, layer) as captured:
+        model.forward(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], cache=cache)
+        g = batch["grounding"]
+        probs = head_attention(captured, cache, batch["attention_mask"].bool(), g["rows"], g["queries"], head)
+    return probs.gather(1, g["keys"]).mean(0).numpy(), g["target"][0].numpy()
+
+
 def grounding_loss(probs: torch.Tensor, keys: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the target cell shares against the attention on those cells (mean over rows)."""
     on_cells = probs.gather(1, keys).clamp_min(1e-8)

@@ -1,0 +1,92 @@
+"""The shipped Nano-ER (`assets/nano_er/`, `load_policy("nano-er")`): Nano taught to answer spatial questions.
+Its checkpoint layout, and its points graded against the simulator's segmentation on held-out layouts, beside
+the action model's on the same questions.
+
+The thresholds sit below what `molmoact2 eval nano --checkpoint assets/nano_er` measures (README, "Nano-ER") and
+far above what a model that cannot find objects scores, so a broken checkpoint, the wrong weights behind the spec
+or a broken question path fails here. The scenes are fixed held-out seeds; greedy answers are deterministic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mujoco")
+
+from _nano_fixtures import one_thread_fixture  # noqa: E402
+from molmoact2.models.registry import REPO_NANO_ER_DIR  # noqa: E402
+
+one_thread = one_thread_fixture()
+ER = REPO_NANO_ER_DIR
+pytestmark = pytest.mark.skipif(not (ER / "config.json").is_file(), reason=f"no Nano-ER checkpoint at {ER}")
+SEEDS = (10001, 10002, 10003, 10004, 10005, 10006, 10007, 10008)  # held out: the training layouts are below 10000
+
+
+def test_checkpoint_layout_and_size():
+    from safetensors import safe_open
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "norm_stats.json",
+                 "training_args.json", "vision_pretrain.json", "README.md"):
+        assert (ER / name).is_file(), name
+    assert (ER / "model.safetensors").stat().st_size < 25 * 2**20
+    with safe_open(str(ER / "model.safetensors"), "pt") as fh:
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float16}
+    args = json.loads((ER / "training_args.json").read_text())
+    assert args["config"]["ground_weight"] > 0 and args["config"]["mix"]["action"] == 0
+
+
+def _held_out_questions():
+    """(front rgb, object name, {name: mask}) for every visible movable object of the held-out touch layouts."""
+    from molmoact2.sim import make_env
+
+    out = []
+    for seed in SEEDS:
+        env = make_env("touch", image_size=224, depth=False, segmentation=True)
+        try:
+            obs, _ = env.reset(seed)
+            front = obs.cameras["front"]
+            masks = {o.name: front.segmentation == o.label for o in env.scene.objects}
+        finally:
+            env.close()
+        masks = {name: m for name, m in masks.items() if m.any()}
+        out += [(front.rgb, name, masks) for name in masks if name != "bin"]
+    return out
+
+
+def _grade(policy, questions) -> tuple[int, int]:
+    """(points inside the named object's mask, points nearer the named object than any other object's pixels)."""
+    from molmoact2 import spatial
+
+    inside = nearest = 0
+    for rgb, name, masks in questions:
+        text = policy.ask([rgb], spatial.point_prompt(f"the {name}")).answer_text or ""
+        h, w = rgb.shape[:2]
+        points = spatial.parse_answer(text).points_px(width=w, height=h)
+        if not len(points):
+            continue
+        x, y = points[0]
+        col, row = spatial.pixel_index(x, y, width=w, height=h)
+        inside += bool(masks[name][row, col])
+        distance = {}
+        for other, mask in masks.items():
+            rows, cols = np.nonzero(mask)
+            distance[other] = float(np.min(np.hypot(cols + 0.5 - x, rows + 0.5 - y)))
+        nearest += min(distance, key=distance.get) == name
+    return inside, nearest
+
+
+def test_points_at_the_named_object_where_nano_does_not():
+    from molmoact2.models.registry import load_policy
+
+    questions = _held_out_questions()
+    er_inside, er_nearest = _grade(load_policy("nano-er", seed=0), questions)
+    nano_inside, nano_nearest = _grade(load_policy(f"nano:{ER.parent / 'nano'}", seed=0), questions)
+    # eval qa (README, "Nano-ER"; 417-428 held-out questions): inside the named object's mask 57% (Nano 6%), its
+    # nearest object is the named one 92% (Nano 20%, chance 26%). Measured here on these 20 questions
+    # (2026-12-04): Nano-ER 13 inside / 18 nearest, Nano 2 / 5.
+    assert len(questions) >= 15
+    assert er_inside >= 8 and er_inside >= nano_inside + 5, (er_inside, nano_inside)
+    assert er_nearest >= 14 and er_nearest >= nano_nearest + 8, (er_nearest, nano_nearest)

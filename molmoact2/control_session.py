@@ -90,10 +90,11 @@ class SpecHealth:
 
 
 def check_spec(spec: str, *, trust_remote_code: bool = False, norm_tag: str | None = None,
-               timeout_s: float = 5.0) -> SpecHealth:
+               timeout_s: float = 5.0, for_actions: bool = False) -> SpecHealth:
     """Check a model spec WITHOUT loading the model: an /act server's health JSON (timed), a checkpoint
-    directory's preflight (files, norm tags, remote code, memory), Nano's directory. Never raises for
-    a bad spec: the problem is in `message`."""
+    directory's preflight (files, norm tags, remote code, memory), Nano's directory. `for_actions` (the Control
+    tab) also refuses what `refuse_for_actions` refuses, so Check and Run agree. Never raises for a bad spec:
+    the problem is in `message`."""
     s = str(spec or "").strip()
     try:
         kind = control_spec_kind(s)
@@ -106,8 +107,10 @@ def check_spec(spec: str, *, trust_remote_code: bool = False, norm_tag: str | No
         if kind == "remote":
             return _check_remote(s, timeout_s)
         if kind == "nano":
-            from molmoact2.models.registry import nano_spec_dir
+            from molmoact2.models.registry import nano_spec_dir, refuse_for_actions
 
+            if for_actions:
+                refuse_for_actions(s)
             directory = nano_spec_dir(s)
             return _check_dir(s, kind, directory, trust_remote_code=False, norm_tag=norm_tag)
         path = Path(s).expanduser()

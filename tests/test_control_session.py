@@ -164,6 +164,10 @@ def test_bad_specs_are_errors_in_words():
 
     with pytest.raises(ValueError, match="'nano-er' is the spatial-question specialist.*Use 'nano'"):
         make_control_policy(ControlConfig(policy_spec=" Nano-ER ", task="touch", **FAST), env=None)
+    # ... and the Control tab's Check says so too, while the Spatial tab's check (no for_actions) accepts it
+    h = check_spec(" Nano-ER ", for_actions=True)
+    assert not h.ok and "spatial-question specialist" in h.message and "Use 'nano'" in h.message
+    assert check_spec("nano-er").ok
     session = ControlSession(ControlConfig(policy_spec="nano:/no/such/dir", task="touch", **FAST))
     try:
         st = session.status()

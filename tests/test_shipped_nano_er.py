@@ -84,9 +84,9 @@ def test_points_at_the_named_object_where_nano_does_not():
     questions = _held_out_questions()
     er_inside, er_nearest = _grade(load_policy("nano-er", seed=0), questions)
     nano_inside, nano_nearest = _grade(load_policy(f"nano:{ER.parent / 'nano'}", seed=0), questions)
-    # eval qa (README, "Nano-ER"; 417-428 held-out questions): inside the named object's mask 57% (Nano 6%), its
-    # nearest object is the named one 92% (Nano 20%, chance 26%). Measured here on these 20 questions
-    # (2026-12-04): Nano-ER 13 inside / 18 nearest, Nano 2 / 5.
+    # eval qa (README, "Nano-ER"; 418-428 held-out questions): inside the named object's mask 70% (Nano 6%), its
+    # nearest object is the named one 94% (Nano 20%, chance 26%). Measured here on these 20 questions
+    # (2026-12-04, step 4 of the model card): Nano-ER 13 inside / 19 nearest, Nano 2 / 5.
     assert len(questions) >= 15
     assert er_inside >= 8 and er_inside >= nano_inside + 5, (er_inside, nano_inside)
     assert er_nearest >= 14 and er_nearest >= nano_nearest + 8, (er_nearest, nano_nearest)

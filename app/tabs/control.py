@@ -101,7 +101,7 @@ def _save(session) -> str | None:
 def check_model(spec, trust):
     from molmoact2.control_session import check_spec, format_health
 
-    return format_health(check_spec(spec, trust_remote_code=bool(trust)))
+    return format_health(check_spec(spec, trust_remote_code=bool(trust), for_actions=True))
 
 
 def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):

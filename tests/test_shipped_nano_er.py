@@ -90,3 +90,44 @@ def test_points_at_the_named_object_where_nano_does_not():
     assert len(questions) >= 15
     assert er_inside >= 8 and er_inside >= nano_inside + 5, (er_inside, nano_inside)
     assert er_nearest >= 14 and er_nearest >= nano_nearest + 8, (er_nearest, nano_nearest)
+
+
+def test_number_decoding_probe_scores_whole_values_like_one_sequence_at_a_time():
+    """scripts/probe_number_decoding.py batches values of different token lengths (' 694' is 4 tokens, ' 744' 3)
+    padded on the right: each batched score must equal that value's log-probability from its own forward, and
+    the re-decoded value must be the best-scoring one."""
+    import importlib.util
+
+    from _nano_fixtures import image
+    from molmoact2.models.registry import load_policy
+
+    path = ER.parents[1] / "scripts" / "probe_number_decoding.py"
+    spec = importlib.util.spec_from_file_location("probe_number_decoding", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    policy = load_policy("nano-er", seed=0)
+    model, processor = policy.model, policy.processor
+
+    def encode(text):
+        return processor.tokenizer.encode(text, add_special_tokens=False)
+
+    content = [{"type": "image", "image": image(3, 96, 96)}, {"type": "text", "text": "Point to the red cube"}]
+    inputs = processor.apply_chat_template([{"role": "user", "content": content}], tokenize=True,
+                                           add_generation_prompt=True, return_dict=True)
+    prompt = inputs["input_ids"][0].tolist() + encode('<points coords="1 1')
+    pixels = inputs["pixel_values"]
+    pixels = pixels[None] if pixels.dim() == 3 else pixels
+    values = [694, 744, 812, 500]
+    assert len({len(encode(f" {v}")) for v in values}) > 1  # the padding is exercised
+    with torch.no_grad():
+        batched = mod.score_values(model, prompt, pixels, values, encode)
+        for v, got in zip(values, batched):
+            toks = encode(f" {v}")
+            seq = torch.tensor([prompt + toks])
+            logp = model.forward(seq, torch.ones_like(seq), pixels, logits_to_keep=len(toks) + 1)["logits"]
+            logp = logp.log_softmax(-1)[0]
+            alone = sum(float(logp[j, t]) for j, t in enumerate(toks))
+            assert abs(float(got) - alone) < 1e-3, (v, float(got), alone)
+        best, mean = mod.redecode(model, prompt, pixels, 700, 3, encode)
+        scores = mod.score_values(model, prompt, pixels, list(range(697, 704)), encode)
+    assert best == 697 + int(scores.argmax()) and 697 <= mean <= 703

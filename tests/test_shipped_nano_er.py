@@ -78,18 +78,19 @@ def _grade(policy, questions) -> tuple[int, int]:
     return inside, nearest
 
 
-def test_points_at_the_named_object_where_nano_does_not():
+def test_points_at_the_named_object_more_precisely_than_nano():
     from molmoact2.models.registry import load_policy
 
     questions = _held_out_questions()
     er_inside, er_nearest = _grade(load_policy("nano-er", seed=0), questions)
     nano_inside, nano_nearest = _grade(load_policy(f"nano:{ER.parent / 'nano'}", seed=0), questions)
-    # eval qa (README, "Nano-ER"; 418-428 held-out questions): inside the named object's mask 70% (Nano 6%), its
-    # nearest object is the named one 94% (Nano 20%, chance 26%). Measured here on these 20 questions
-    # (2026-12-04, step 4 of the model card): Nano-ER 13 inside / 19 nearest, Nano 2 / 5.
+    # eval qa (README; 428 held-out questions at movable objects): inside the named object's mask Nano-ER 70%,
+    # the shipped Nano (trained from Nano-ER to act) 29%, the first Nano 6%; the object nearest the point is the
+    # named one 94% / 82% / 20% (chance 26%). Measured here on these 20 questions (2026-12-04): Nano-ER 13 inside /
+    # 19 nearest, the shipped Nano 7 / 17, the first Nano (git 6573175) 2 / 5.
     assert len(questions) >= 15
-    assert er_inside >= 8 and er_inside >= nano_inside + 5, (er_inside, nano_inside)
-    assert er_nearest >= 14 and er_nearest >= nano_nearest + 8, (er_nearest, nano_nearest)
+    assert er_inside >= 8 and er_inside >= nano_inside + 3, (er_inside, nano_inside)
+    assert er_nearest >= 14 and nano_nearest >= 12, (er_nearest, nano_nearest)
 
 
 def test_number_decoding_probe_scores_whole_values_like_one_sequence_at_a_time():

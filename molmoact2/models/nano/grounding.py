@@ -13,7 +13,9 @@ same head, at the state tokens and the prompt's last token (positions after the 
 the action expert reads), is told where the instruction's object is in the front image. Why: the arm went to the
 named object about as often as to another one (docs/nano_experiments.md "Does the arm follow the words?"), even
 after pointing learned the names; the expert reads the language model's cache, so the cache has to hold where the
-named object is.
+named object is. It works once the head already reads names: from Nano-ER, grounding each demo's first frames
+(`--ground-actions-first`) made the arm follow the words (the shipped Nano; docs/nano_experiments.md "Acting from
+Nano-ER").
 
     loss = mean over those positions of  - sum_cells target[cell] * log attention[cell]
 

@@ -10,7 +10,9 @@ the gripper command, having opened, falls below half open again (the expert's cl
   * the jaw's horizontal distance to the object's centre and its height above it (cm);
   * whether the gripper had touched the object yet.
 A grasp needs the jaw within about 1.5 cm horizontally and at the object's height when it closes; the expert
-rows show what that looks like.
+rows show what that looks like. Two more rows ask which of two failures it is: the jaw's closest approach to the
+object (at grasp height, at any tick before the close: did a moment to close pass by?), and how far the object
+had been shoved across the table by the time the gripper closed (did the approach push it out of reach?).
 
     .venv/bin/python scripts/probe_grasp.py --trace 10001 [--carry-steps 5]
 
@@ -33,25 +35,39 @@ from molmoact2.sim.progress import ProgressWatch  # noqa: E402  (numpy only: che
 
 class _CloseWatch(ProgressWatch):
     """The progress watcher (touches, every tick) plus the first tick the gripper command falls below
-    `closed_below` after having been above it (home is shut, so the jaw opens first) and where the jaw was then."""
+    `closed_below` after having been above it (home is shut, so the jaw opens first) and where the jaw was then;
+    until that tick also the jaw's closest approach at grasp height (|height| < GRASP_HEIGHT_CM)."""
+
+    GRASP_HEIGHT_CM = 2.0
 
     def __init__(self, env, closed_below: float) -> None:
         super().__init__(env)
         self.closed_below, self.at_close, self.opened = closed_below, None, False
+        self.closest_cm = float("inf")
 
     def _begin(self) -> None:
         super()._begin()
         self.at_close, self.opened = None, False
+        self.closest_cm = float("inf")
 
     def step(self, action, **kwargs):
         out = super().step(action, **kwargs)
         grip = float(np.asarray(action)[5])
         self.opened = self.opened or grip >= self.closed_below
-        if self.at_close is None and self.opened and grip < self.closed_below:
-            env = self._env
-            rel = env.kinematics(0).path_world(env.state()[None, :6])[0] - env.object_pos(env.instance.target)
-            self.at_close = {"tick": self.ticks, "horizontal_cm": 100 * float(np.linalg.norm(rel[:2])),
-                             "height_cm": 100 * float(rel[2]), "touched_before": self.touched_tick is not None}
+        if self.at_close is not None:
+            return out
+        env = self._env
+        target_m = env.object_pos(env.instance.target)
+        rel = env.kinematics(0).path_world(env.state()[None, :6])[0] - target_m
+        horizontal_cm, height_cm = 100 * float(np.linalg.norm(rel[:2])), 100 * float(rel[2])
+        if self.opened and grip < self.closed_below:
+            # the start position is ProgressWatch's, taken at the episode's first observation
+            self.at_close = {"tick": self.ticks, "horizontal_cm": horizontal_cm, "height_cm": height_cm,
+                             "touched_before": self.touched_tick is not None,
+                             "closest_before_cm": self.closest_cm,
+                             "shoved_cm": 100 * float(np.linalg.norm(target_m[:2] - self._start_m[:2]))}
+        elif self.opened and abs(height_cm) < self.GRASP_HEIGHT_CM:
+            self.closest_cm = min(self.closest_cm, horizontal_cm)
         return out
 
 
@@ -114,6 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         ("jaw height above the object centre (cm), median", lambda n: med([c["height_cm"] for c in closes[n]])),
         ("closed within 1.5 cm horizontally and 2 cm in height",
          lambda n: f"{sum(c['horizontal_cm'] < 1.5 and abs(c['height_cm']) < 2 for c in closes[n])}/{len(closes[n])}"),
+        ("closest approach before the close, open and at grasp height (cm), median",
+         lambda n: med([c["closest_before_cm"] for c in closes[n] if np.isfinite(c["closest_before_cm"])])),
+        ("... within 1.5 cm at some tick before the close",
+         lambda n: f"{sum(c['closest_before_cm'] < 1.5 for c in closes[n])}/{len(closes[n])}"),
+        ("object shoved across the table by the close (cm), median", lambda n: med([c["shoved_cm"] for c in closes[n]])),
+        ("... shoved 2 cm or more", lambda n: f"{sum(c['shoved_cm'] >= 2 for c in closes[n])}/{len(closes[n])}"),
         ("had touched the object before closing", lambda n: f"{sum(c['touched_before'] for c in closes[n])}/{len(closes[n])}"),
         ("touched the object at some tick", lambda n: f"{sum(r[1] for r in rows[n])}/{len(rows[n])}"),
         ("success", lambda n: f"{sum(r[2] for r in rows[n])}/{len(rows[n])}"),

@@ -537,3 +537,26 @@ def test_state_reliance_probe_sees_a_model_that_ignores_its_inputs(heldout_dir, 
     assert rows["noise"] > 1.0 and rows["images"] == rows["blank"] == rows["state"] == 0.0
     assert rows["swapped states"] > 0.0  # the two layouts' arms were not in the same pose
 
+
+
+def test_grasp_probe_sees_the_expert_grasp_without_shoving(capsys):
+    """scripts/probe_grasp.py on one held-out pick_place layout: the scripted expert closes on the object (within
+    1.5 cm), came that close while open before closing, and has not shoved it; the shipped Nano's column is
+    filled in from the same bookkeeping (one episode each)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_grasp.py"
+    spec = importlib.util.spec_from_file_location("probe_grasp", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    probe.main(["--checkpoint", str(Path(__file__).resolve().parents[1] / "assets" / "nano"), "--seeds", "1"])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["closed within 1.5 cm horizontally and 2 cm in height"][1] == "1/1"
+    assert rows["... within 1.5 cm at some tick before the close"][1] == "1/1"
+    assert rows["... shoved 2 cm or more"][1] == "0/1"
+    assert rows["success"][1] == "1/1"
+    assert float(rows["object shoved across the table by the close (cm), median"][1].split()[0]) < 2.0
+    assert rows["at the first close"] == ["nano", "expert"]
+    assert rows["touched the object at some tick"][0] in ("0/1", "1/1")  # the policy's episode was watched too

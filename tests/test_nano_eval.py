@@ -538,7 +538,6 @@ def test_state_reliance_probe_sees_a_model_that_ignores_its_inputs(heldout_dir, 
     assert rows["swapped states"] > 0.0  # the two layouts' arms were not in the same pose
 
 
-
 def test_grasp_probe_sees_the_expert_grasp_without_shoving(capsys):
     """scripts/probe_grasp.py on one held-out pick_place layout: the scripted expert closes on the object (within
     1.5 cm), came that close while open before closing, and has not shoved it; the shipped Nano's column is

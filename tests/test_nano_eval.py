@@ -166,6 +166,9 @@ def test_eval_command_end_to_end(heldout_dir, tmp_path, capsys):
                  "--swap-targets", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rec = json.loads(out.read_text())
+    import hashlib  # the record names its weights, so a copy under another path is known as the same weights
+
+    assert rec["weights_sha256"] == hashlib.sha256((ckpt / "model.safetensors").read_bytes()).hexdigest()
     assert [(r["mode"], r["task"], r["seed"], r["named"]) for r in rec["rollouts"]] == [
         ("continuous", "touch", 10000, "other"), ("continuous", "touch", 10000, "own"),
         ("think", "touch", 10000, "other"), ("think", "touch", 10000, "own")]

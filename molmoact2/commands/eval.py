@@ -6,6 +6,7 @@
     molmoact2 eval report docs/results/nano_eval.json
     molmoact2 eval compare OLD.json NEW.json     # is NEW clearly better on the same seeds?
     molmoact2 eval luck S0.json S1.json S2.json   # one checkpoint, several --noise-seed draws: skill or luck?
+    molmoact2 eval compare-draws --old A0.json A1.json A2.json --new B0.json B1.json B2.json   # better beyond luck?
     molmoact2 eval qa --data /tmp/nano_data /tmp/nano_heldout   # spatial answers: training vs held-out scenes
     molmoact2 eval words --checkpoint assets/nano   # do the object's words steer the plan? (`expert`: control)
 """
@@ -60,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("new")
     c.add_argument("--names", default="old,new", help="column names for the two records, e.g. 'step 1100,step 2800'")
     c.set_defaults(handler=run_compare)
+    cd = sub.add_parser("compare-draws", help="two checkpoints, several --noise-seed records each: differences "
+                                              "paired by layout, with the draws' luck inside the interval")
+    cd.add_argument("--old", nargs="+", required=True, metavar="RECORD", help="records of the old checkpoint")
+    cd.add_argument("--new", nargs="+", required=True, metavar="RECORD", help="records of the new checkpoint")
+    cd.add_argument("--names", default="old,new", help="column names for the two checkpoints, e.g. 'E,H'")
+    cd.set_defaults(handler=run_compare_draws)
     lk = sub.add_parser("luck", help="several records of one checkpoint with different --noise-seed: the spread "
                                      "between draws and how often a solved layout is solved again")
     lk.add_argument("records", nargs="+")
@@ -152,17 +159,36 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _two_names(text: str, command: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if len(names) != 2 or not all(names):
+        raise SystemExit(f"eval {command}: --names wants two comma-separated names, got {text!r}")
+    return names
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from molmoact2.evaluation.compare import compare, to_markdown
 
-    names = [n.strip() for n in args.names.split(",")]
-    if len(names) != 2 or not all(names):
-        raise SystemExit(f"eval compare: --names wants two comma-separated names, got {args.names!r}")
+    names = _two_names(args.names, "compare")
     old, new = _load_record(args.old, "compare"), _load_record(args.new, "compare")
     try:
         result = compare(old, new)
     except ValueError as exc:
         raise SystemExit(f"eval compare: {exc}") from None
+    print(to_markdown(result, old_name=names[0], new_name=names[1]))
+    return 0
+
+
+def run_compare_draws(args: argparse.Namespace) -> int:
+    from molmoact2.evaluation.compare_draws import compare_draws, to_markdown
+
+    names = _two_names(args.names, "compare-draws")
+    old = [_load_record(path, "compare-draws") for path in args.old]
+    new = [_load_record(path, "compare-draws") for path in args.new]
+    try:
+        result = compare_draws(old, new)
+    except ValueError as exc:
+        raise SystemExit(f"eval compare-draws: {exc}") from None
     print(to_markdown(result, old_name=names[0], new_name=names[1]))
     return 0
 

@@ -25,15 +25,35 @@ from molmoact2.evaluation.report import own_rollouts
 
 # What must match for the records to be draws of the same thing (modes and spatial questions may differ:
 # each rollout seeds its own randomness, so a mode's episodes do not depend on what else the record ran).
-_SAME = ("checkpoint", "tasks", "seeds_per_task", "first_seed", "image_size", "on_limit", "n_action_steps")
+_SAME = ("tasks", "seeds_per_task", "first_seed", "image_size", "on_limit", "n_action_steps")
 
 
-def check_draws(records: list[dict[str, Any]]) -> None:
+def checkpoint_paths(records: list[dict[str, Any]]) -> list[str]:
+    return [rec.get("config", {}).get("checkpoint") for rec in records]
+
+
+def check_same_weights(records: list[dict[str, Any]], *, paths_must_match: bool = True) -> None:
+    """The records ran one set of weights: their weight digests agree (records since 2026-12-04 carry one), or,
+    without digests, their checkpoint paths do. With paths_must_match=False records without digests under other
+    paths pass (the same weights copied to `assets/`, say): the caller prints the paths instead."""
+    digests = [rec.get("weights_sha256") for rec in records]
+    if all(digests):
+        if any(d != digests[0] for d in digests):
+            raise ValueError(f"the records are not draws of one evaluation: the weights differ "
+                             f"(sha256 {[d[:12] for d in digests]}; checkpoints {checkpoint_paths(records)})")
+        return
+    paths = checkpoint_paths(records)
+    if paths_must_match and any(p != paths[0] for p in paths):
+        raise ValueError(f"the records are not draws of one evaluation: checkpoint differs ({paths})")
+
+
+def check_draws(records: list[dict[str, Any]], *, paths_must_match: bool = True) -> None:
     if len(records) < 2:
         raise ValueError(f"expected at least 2 records of one checkpoint (one per --noise-seed), got {len(records)}")
     for i, rec in enumerate(records):
         if rec.get("format") != "molmoact2_nano_eval.v1":
             raise ValueError(f"record {i + 1} is not a molmoact2_nano_eval.v1 record (format={rec.get('format')!r})")
+    check_same_weights(records, paths_must_match=paths_must_match)
     configs = [rec.get("config", {}) for rec in records]
     for key in _SAME:
         values = [c.get(key) for c in configs]

@@ -191,6 +191,21 @@ def checkpoint_flow_steps(checkpoint: str) -> int:
     return steps
 
 
+def weights_sha256(checkpoint: str) -> str | None:
+    """Digest of the checkpoint's weights file: records of one set of weights under another path (a run's /tmp
+    directory, then `assets/nano`) are recognised as the same weights by `eval luck` and `eval compare-draws`."""
+    import hashlib
+
+    path = Path(checkpoint) / "model.safetensors"
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -229,6 +244,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
         results[k].sort(key=lambda r: (r.get("mode", ""), r.get("task", ""), r.get("seed", 0), r.get("named", ""),
                                        r.get("episode", 0), r.get("index", 0)))
     out = {"format": "molmoact2_nano_eval.v1", "config": asdict(cfg), "checkpoint": os.path.abspath(cfg.checkpoint),
+           "weights_sha256": weights_sha256(cfg.checkpoint),
            "wall_minutes": round((time.perf_counter() - t0) / 60, 2), **results}
     if meta is not None:  # the layout-blind floor for the action error (numpy over the cache's actions only)
         from molmoact2.evaluation.offline import clock_baseline_of_cache

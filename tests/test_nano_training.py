@@ -412,6 +412,7 @@ def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path
     # ... and the expert's part still fits the episode's time limit (it succeeded, or it would not be here)
     assert info["policy_ticks"] + ep["length"] <= env.time_limit_steps
     env.close()
+    assert 0 < info["jaw_to_target_m"] < 0.5 and "median jaw-to-object distance at the hand-over" in printed
     with pytest.raises(ValueError, match="expected 1 <= min <= max"):
         main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunks", "3-1"])
     with pytest.raises(ValueError, match="expected N or MIN-MAX"):
@@ -823,3 +824,25 @@ def test_expert_grounding_supervises_the_attention_one_expert_head_really_uses(d
     assert (cfg["ground_actions"], cfg["ground_actions_first"]) == (False, 8)
     with pytest.raises(ValueError, match="expected >= 0"):
         _train(["--data", str(data_dir), "--out", str(tmp_path / "xb"), "--steps", "1", "--expert-ground-weight", "-1"])
+
+
+def test_takeover_near_hands_over_where_the_jaw_reaches_the_object():
+    """--takeover-near-cm: the roll-in stops at the first chunk boundary (from MIN on) with the jaw that near the
+    named object, else after MAX chunks; a radius no arm reaches runs every chunk, one it always meets stops at MIN."""
+    from molmoact2.sim import make_env
+    from molmoact2.training.takeover import PolicyRollIn, TakeoverConfig, jaw_to_target_m
+
+    env = make_env("touch", image_size=RENDER, depth=False, segmentation=False)
+    try:
+        env.reset(300)
+        home_gap = jaw_to_target_m(env)
+        far = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=3, near_m=0.9))(env, 300)
+        assert far["ended"] is None and far["policy_chunks"] == 1  # already within 90 cm after one chunk
+        tiny = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=2, near_m=1e-4))(env, 300)
+        assert tiny["policy_chunks"] == 2 or tiny["ended"] is not None
+        assert tiny["jaw_to_target_m"] == pytest.approx(jaw_to_target_m(env), abs=1e-4)
+        assert 0.05 < home_gap < 0.5  # the jaw starts well away from the object: the measure is not always ~0
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"expected a distance in metres in \[0, 1\)"):
+        TakeoverConfig(policy="nano", near_m=4.0)  # centimetres passed as metres

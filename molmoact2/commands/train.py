@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "state it leaves (DAgger-style data: only the expert's part is recorded)")
     d.add_argument("--takeover-chunks", default="1-6", metavar="MIN-MAX",
                    help="policy chunks before the expert takes over, drawn per layout (seed-fixed)")
+    d.add_argument("--takeover-near-cm", type=float, default=0.0, metavar="CM",
+                   help="hand over at the first chunk boundary (from MIN chunks on) where the jaw is within CM "
+                        "of the named object (horizontally), else after MAX chunks (0 = off: a drawn chunk count)")
     d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(handler=run_data)
@@ -144,7 +147,7 @@ def run_data(args: argparse.Namespace) -> int:
     if args.takeover_policy:
         lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
         takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
-                                  depth_reasoning=args.takeover_think)
+                                  depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100)
     cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
                      render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
                      qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout,
@@ -165,6 +168,13 @@ def run_data(args: argparse.Namespace) -> int:
         wrong = sum(not e["takeover"]["near_target"] for e in eps)
         print(f"takeover: the policy's parts ended {meta['takeover_endings']}; at the takeover the jaw was nearest "
               f"another object than the named one in {wrong}/{len(eps)} recorded episodes")
+        if eps:
+            import numpy as np
+
+            gap_cm = np.median([100 * e["takeover"]["jaw_to_target_m"] for e in eps])
+            chunks = np.median([e["takeover"]["policy_chunks"] for e in eps])
+            print(f"takeover: median jaw-to-object distance at the hand-over {gap_cm:.1f} cm, after a median "
+                  f"{chunks:g} policy chunks")
     return 0
 
 

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="policy chunks before the expert takes over, drawn per layout (seed-fixed)")
     d.add_argument("--takeover-near-cm", type=float, default=0.0, metavar="CM",
                    help="hand over at the first chunk boundary (from MIN chunks on) where the jaw is within CM "
-                        "of the named object (horizontally), else after MAX chunks (0 = off: a drawn chunk count)")
+                        "of the named object's centre (3-D), else after MAX chunks (0 = off: a drawn chunk count)")
     d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(handler=run_data)

@@ -34,10 +34,12 @@ class TakeoverConfig:
     max_chunks: int = 6
     depth_reasoning: bool = False  # the policy's Think mode
     seed: int = 0  # the policy's flow-matching noise
-    # > 0: hand over at the first chunk boundary (from min_chunks on) where the jaw is within this horizontal
-    # distance of the named object, else after max_chunks. Why: with a drawn chunk count most hand-overs happen
-    # far from the object, but the policy's remaining error is the last few centimetres of the reach (2-2.5 cm
-    # at the close after five rounds); this puts the expert's corrections where that error is.
+    # > 0: hand over at the first chunk boundary (from min_chunks on) where the jaw is within this distance of
+    # the named object's centre, else after max_chunks. Why: with a drawn chunk count most hand-overs happen far
+    # from the object, but the policy's remaining error is the last few centimetres of the reach (2-2.5 cm at
+    # the close after five rounds); this puts the expert's corrections where that error is. In 3-D, not over
+    # the table: the policy is above the object (2.8 cm across, median) after two chunks, long before it
+    # descends and closes (tick ~90), so a horizontal test hands over as early as a drawn count.
     near_m: float = 0.0
     threads: int = 1  # torch threads for the policy: data builds are usually run several at once
 
@@ -110,9 +112,9 @@ def _jaw_world(env: Any) -> np.ndarray:
 
 
 def jaw_to_target_m(env: Any) -> float:
-    """Horizontal distance from the jaw to the named object's centre now (how far the reach still has to go)."""
+    """Distance from the jaw to the named object's centre now, in 3-D (how far the reach still has to go)."""
     target = env.object_pos(env.instance.target)
-    return float(np.linalg.norm(_jaw_world(env)[:2] - np.asarray(target)[:2]))
+    return float(np.linalg.norm(_jaw_world(env) - np.asarray(target)[:3]))
 
 
 def nearest_object(env: Any) -> str:

@@ -61,6 +61,8 @@ def test_refusals_and_the_weight_digest():
     # with digests, the weights decide: same digest under two paths passes, another digest is refused
     same = [_draw(0, {"touch": [True]}, "/tmp/run", "ab" * 32), _draw(1, {"touch": [False]}, "assets/nano", "ab" * 32)]
     assert luck(same)["modes"]["continuous"]["rates"] == [1.0, 0.0]
+    other_side = [_draw(0, {"touch": [False]}, "y"), _draw(1, {"touch": [True]}, "y")]
+    assert "checkpoint paths" not in to_markdown(compare_draws(same, other_side))  # verified: nothing to vouch for
     same[1]["weights_sha256"] = "cd" * 32
     with pytest.raises(ValueError, match="the weights differ"):
         luck(same)

@@ -67,6 +67,12 @@ def _paired_row(name: str, old_rates: np.ndarray, new_rates: np.ndarray) -> dict
             "layouts_better": int((d > 0).sum()), "layouts_worse": int((d < 0).sum())}
 
 
+def _unverified_paths(records: list[dict[str, Any]]) -> list[str]:
+    """The records' checkpoint paths when not every record carries a weight digest (nothing to print otherwise:
+    check_same_weights has compared the digests)."""
+    return [] if all(rec.get("weights_sha256") for rec in records) else checkpoint_paths(records)
+
+
 def compare_draws(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
     """Per mode present in every record: per-draw rates of each side and paired-by-layout differences."""
     _check_sides(old, new)
@@ -75,7 +81,7 @@ def compare_draws(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[
     modes = sorted(set.intersection(*(set(s) for s in everything)))
     out: dict[str, Any] = {"noise_seeds": ([r.get("config", {}).get("seed", 0) for r in old],
                                            [r.get("config", {}).get("seed", 0) for r in new]),
-                           "checkpoints": (checkpoint_paths(old), checkpoint_paths(new)), "modes": {}}
+                           "checkpoints": (_unverified_paths(old), _unverified_paths(new)), "modes": {}}
     for mode in modes:
         layouts = sorted(set.intersection(*(set(s[mode]) for s in everything)))
         if not layouts:

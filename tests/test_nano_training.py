@@ -415,6 +415,8 @@ def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path
     assert 0 < info["jaw_to_target_m"] < 0.5 and "median jaw-to-object distance at the hand-over" in printed
     with pytest.raises(ValueError, match="expected 1 <= min <= max"):
         main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunks", "3-1"])
+    with pytest.raises(ValueError, match=r"--takeover-near-cm: expected a distance in centimetres"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-near-cm", "400"])
     with pytest.raises(ValueError, match="expected N or MIN-MAX"):
         main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunks", "a"])
 

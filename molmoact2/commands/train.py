@@ -145,6 +145,9 @@ def run_data(args: argparse.Namespace) -> int:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     takeover = None
     if args.takeover_policy:
+        if not 0.0 <= args.takeover_near_cm < 100.0:
+            raise ValueError(f"--takeover-near-cm: expected a distance in centimetres in [0, 100), got "
+                             f"{args.takeover_near_cm}")
         lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
         takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
                                   depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100)

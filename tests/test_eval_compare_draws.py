@@ -84,3 +84,30 @@ def test_compare_draws_command(tmp_path, capsys):
     assert "| continuous success: push_left | 25.0% | 75.0% | +50.0 (" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="eval compare-draws: expected at least 2 records"):
         main(["eval", "compare-draws", "--old", str(paths["old"][0]), "--new", *map(str, paths["new"])])
+
+def test_one_checkpoint_under_two_settings_but_not_two_changes_at_once():
+    def draws(flags_by_seed, digest, **config):
+        recs = [_draw(seed, {"touch": flags}, "c", digest) for seed, flags in flags_by_seed.items()]
+        for rec in recs:
+            rec["config"].update(config, num_steps=5)
+        return recs
+
+    trained = draws({0: [True, False, False], 1: [False, False, True]}, "ab" * 32)
+    mean = draws({0: [True, True, False], 1: [True, True, False]}, "ab" * 32, noise_scale=0.0)
+    result = compare_draws(trained, mean)
+    assert result["settings"] == {"noise_scale": (1.0, 0.0)}
+    assert result["modes"]["continuous"]["rows"][-1]["diff"] == pytest.approx(1 / 3)
+    assert "One set of weights under two settings: noise_scale 1.0 (old) vs 0.0 (new)." in to_markdown(result)
+    # other weights AND another setting: which one made the difference? refused
+    other = draws({0: [True, True, False], 1: [True, True, False]}, "cd" * 32, noise_scale=0.0)
+    with pytest.raises(ValueError, match=r"differ in their weights and in how they were run .*'noise_scale': \(1.0, 0.0\)"):
+        compare_draws(trained, other)
+    # without digests the weights cannot be shown to be the same: refused too
+    for rec in trained + mean:
+        del rec["weights_sha256"]
+    with pytest.raises(ValueError, match="differ in their weights and in how they were run"):
+        compare_draws(trained, mean)
+    # within one side the draws must share the setting
+    mixed = [trained[0], mean[1]]
+    with pytest.raises(ValueError, match=r"old side: .*'noise_scale' differs \(\[1.0, 0.0\]\)"):
+        compare_draws(mixed, mean)

@@ -44,12 +44,12 @@ def test_luck_refuses_other_checkpoints_repeated_seeds_and_a_single_record():
         luck([a])
     fewer = _draw(1, {"touch": [True]})
     fewer["config"]["num_steps"] = 5  # another integration is another policy, not another draw
-    with pytest.raises(ValueError, match=r"Euler steps differ \(\[10, 5\]\)"):
+    with pytest.raises(ValueError, match=r"'Euler steps' differs \(\[10, 5\]\)"):
         luck([a, fewer])
     fewer["config"]["num_steps"] = 10  # a record without the field was integrated with 10 steps
     assert luck([a, fewer])["modes"]["continuous"]["layouts"] == 1
     fewer["config"]["carry_steps"] = 5  # chunks pinned to the previous plan: another policy too
-    with pytest.raises(ValueError, match=r"--carry-steps differs \(\[0, 5\]\)"):
+    with pytest.raises(ValueError, match=r"'carry_steps' differs \(\[0, 5\]\)"):
         luck([a, fewer])
     fewer["config"]["carry_steps"] = 0  # a record without the field carried nothing
     assert luck([a, fewer])["modes"]["continuous"]["layouts"] == 1

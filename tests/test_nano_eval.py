@@ -274,14 +274,19 @@ def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
         nano_eval._W.clear()
     with pytest.raises(ValueError, match="num_steps: expected 1..100"):
         nano_eval.EvalConfig(checkpoint=str(ckpt), num_steps=0)
-    try:  # --carry-steps reaches the flow policies only (the discrete mode has no plan to carry)
-        nano_eval._init_worker(nano_eval.EvalConfig(checkpoint=str(ckpt), carry_steps=5))
-        assert {m: p.carry_steps for m, p in nano_eval._W["policies"].items()} == \
-            {"continuous": 5, "think": 5, "discrete": 0}
-    finally:
-        nano_eval._W.clear()
+    # --carry-steps and --noise-scale reach the flow policies only (the discrete mode has no plan to carry and
+    # starts from no noise)
+    for option, value, default in (("carry_steps", 5, 0), ("noise_scale", 0.0, 1.0)):
+        try:
+            nano_eval._init_worker(nano_eval.EvalConfig(checkpoint=str(ckpt), **{option: value}))
+            assert {m: getattr(p, option) for m, p in nano_eval._W["policies"].items()} == \
+                {"continuous": value, "think": value, "discrete": default}
+        finally:
+            nano_eval._W.clear()
     with pytest.raises(ValueError, match="carry_steps: expected 0"):
         nano_eval.EvalConfig(checkpoint=str(ckpt), carry_steps=30)
+    with pytest.raises(ValueError, match="noise_scale: expected a number in 0..2.0"):
+        nano_eval.EvalConfig(checkpoint=str(ckpt), noise_scale=3.0)
     config = json.loads((ckpt / "config.json").read_text())
     (ckpt / "config.json").write_text(json.dumps(config | {"flow_matching_num_steps": 0}))
     with pytest.raises(ValueError, match="flow_matching_num_steps in 1..100, got 0"):
@@ -539,6 +544,33 @@ def test_state_reliance_probe_sees_a_model_that_ignores_its_inputs(heldout_dir, 
     assert "neighbouring bins' mean cosine similarity" in printed
     assert rows["noise"] > 1.0 and rows["images"] == rows["blank"] == rows["state"] == 0.0
     assert rows["swapped states"] > 0.0  # the two layouts' arms were not in the same pose
+
+
+def test_push_direction_probe_measures_the_push_along_the_asked_direction():
+    """scripts/probe_push_direction.py: the scripted expert's push_right and push_left on one held-out layout each
+    succeed and move the object 5+ cm the asked way (the sign of "along" follows the word); the outcome words."""
+    import importlib.util
+    from pathlib import Path
+
+    from molmoact2.runner import ExpertPolicy
+    from molmoact2.sim import make_env
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_push_direction.py"
+    spec = importlib.util.spec_from_file_location("probe_push_direction", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    for task in ("push_right", "push_left"):
+        env = make_env(task, image_size=96, depth=False, segmentation=False)
+        try:
+            (row,) = probe.probe_task(ExpertPolicy(env), env, 10000, 1, progress=False)
+        finally:
+            env.close()
+        assert row["outcome"] == "success" and row["along_m"] >= 0.05, (task, row)
+    assert probe.classify(-0.03, True, False) == "wrong way"
+    assert probe.classify(-0.01, True, False) == "too little"
+    assert probe.classify(0.04, False, False) == "never touched"
+    with pytest.raises(SystemExit):
+        probe.main(["--tasks", "touch"])
 
 
 def test_grasp_probe_sees_the_expert_grasp_without_shoving(capsys):

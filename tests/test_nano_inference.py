@@ -64,6 +64,22 @@ def test_seeded_generator_is_bit_identical_and_seed_matters(mp):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_noise_scale_zero_starts_from_the_mean_and_bad_scales_are_refused(mp):
+    model, proc = mp
+    mean7 = _predict(model, proc, generator=torch.Generator().manual_seed(7), noise_scale=0.0)
+    mean8 = _predict(model, proc, generator=torch.Generator().manual_seed(8), noise_scale=0.0)
+    assert torch.equal(mean7["actions"], mean8["actions"])  # the seed no longer matters
+    assert not mean7["denoising_states_normalized"][0].any()  # Euler started at the noise's mean, 0
+    # Every tick starts equal and the expert tells ticks apart only by (relative) RoPE: one pose for the chunk
+    assert np.ptp(mean7["actions"][0].numpy(), axis=0).max() < 1e-3
+    half = _predict(model, proc, generator=torch.Generator().manual_seed(7), noise_scale=0.5)
+    full = _predict(model, proc, generator=torch.Generator().manual_seed(7))
+    assert np.allclose(half["denoising_states_normalized"][0], 0.5 * full["denoising_states_normalized"][0])
+    for bad in (-0.1, 2.5, float("nan"), "big"):
+        with pytest.raises(ValueError, match=r"noise_scale: expected a number in 0..2.0"):
+            _predict(model, proc, noise_scale=bad)
+
+
 def test_actions_depend_on_the_prompt_through_the_kv_cache(mp):
     model, proc = mp
     a = _predict(model, proc, generator=torch.Generator().manual_seed(7), return_context=True)

@@ -114,6 +114,13 @@ def test_carry_steps_continue_the_previous_plan_and_drop_it_when_it_was_not_exec
         load_policy("nano", path=str(ckpt), mode="discrete", action_tokenizer=str(_tokenizer_dir()), carry_steps=5)
     with pytest.raises(ValueError, match="whole number >= 0"):
         load_policy("nano", path=str(ckpt), carry_steps=-1)
+    # the start-noise scale: continuous only, in range; at 0 the noise seed no longer changes the plan
+    with pytest.raises(ValueError, match="noise_scale: only the continuous"):
+        load_policy("nano", path=str(ckpt), mode="discrete", action_tokenizer=str(_tokenizer_dir()), noise_scale=0.0)
+    with pytest.raises(ValueError, match=r"noise_scale: expected a number in 0..2.0"):
+        load_policy("nano", path=str(ckpt), noise_scale=-1)
+    seeded = [load_policy("nano", path=str(ckpt), seed=s, noise_scale=0.0).predict(_obs()).actions for s in (0, 1)]
+    assert np.array_equal(seeded[0], seeded[1])
 
 
 def _tokenizer_dir():

@@ -38,6 +38,17 @@ def carry_steps(record: dict[str, Any]) -> int:
     return int(record.get("config", {}).get("carry_steps") or 0)
 
 
+def noise_scale(record: dict[str, Any]) -> float:
+    """Multiplier of the flow expert's start noise (`eval nano --noise-scale`); records from before: 1."""
+    value = record.get("config", {}).get("noise_scale")
+    return 1.0 if value is None else float(value)
+
+
+def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """How the record's policy turned one observation into actions, beyond its weights."""
+    return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record)}
+
+
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
     """Difference of proportions p1 - p0 and its 95% interval (Newcombe's hybrid score method:
     Wilson intervals of each rate combined; sound at 0% and 100%, where the plain Wald interval collapses)."""
@@ -134,7 +145,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     noise_seeds = (old.get("config", {}).get("seed", 0), new.get("config", {}).get("seed", 0))
     return {"rows": [r for r in rows if r], "paired": paired,
             "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new)),
-            "carry_steps": (carry_steps(old), carry_steps(new))}
+            "carry_steps": (carry_steps(old), carry_steps(new)), "noise_scale": (noise_scale(old), noise_scale(new))}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -162,6 +173,10 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if carry[0] != carry[1]:
         lines.append(f"\nEach chunk's first actions were pinned to the previous plan's: {carry[0]} in {old_name}, "
                      f"{carry[1]} in {new_name} (`--carry-steps`; 0 = off).")
+    scale = result.get("noise_scale", (1.0, 1.0))
+    if scale[0] != scale[1]:
+        lines.append(f"\nThe flow expert's start noise was scaled by {scale[0]:g} in {old_name} and {scale[1]:g} in "
+                     f"{new_name} (`--noise-scale`; 1 = as trained).")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

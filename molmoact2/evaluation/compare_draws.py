@@ -1,4 +1,5 @@
-"""Compare two checkpoints over several draws of the flow noise each: is the new one better beyond luck?
+"""Compare two checkpoints (or one checkpoint under two inference settings) over several draws of the flow noise
+each: is the new one better beyond luck?
 
     result = compare_draws([old_s0, old_s1, old_s2], [new_s0, new_s1, new_s2])
     print(to_markdown(result, old_name="E", new_name="H"))
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from molmoact2.evaluation.compare import _verdict, carry_steps, flow_steps
+from molmoact2.evaluation.compare import _verdict, inference_settings
 from molmoact2.evaluation.luck import check_draws, checkpoint_paths
 from molmoact2.evaluation.report import own_rollouts
 
@@ -40,13 +41,26 @@ def _check_sides(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
             raise ValueError(f"{side} side: {exc}") from None
     a, b = old[0].get("config", {}), new[0].get("config", {})
     diff = {k: (a.get(k), b.get(k)) for k in _SAME_LAYOUTS if a.get(k) != b.get(k)}
-    if flow_steps(old[0]) != flow_steps(new[0]):
-        diff["Euler steps"] = (flow_steps(old[0]), flow_steps(new[0]))
-    if carry_steps(old[0]) != carry_steps(new[0]):
-        diff["carry_steps"] = (carry_steps(old[0]), carry_steps(new[0]))
     if diff:
-        raise ValueError(f"the two checkpoints were evaluated differently, so their rates are not comparable "
-                         f"(setting: (old, new)): {diff}")
+        raise ValueError(f"the two sides ran different layouts or ran them differently, so their rates are not "
+                         f"comparable (setting: (old, new)): {diff}")
+    settings = setting_changes(old, new)
+    if settings and not _same_weights(old, new):
+        raise ValueError(f"the two sides differ in their weights and in how they were run (setting: (old, new)): "
+                         f"{settings}; compare one change at a time: other weights with the same settings, or "
+                         f"one checkpoint under two settings")
+
+
+def setting_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Inference settings (Euler steps, carry-over, start-noise scale) that differ between the two sides."""
+    a, b = inference_settings(old[0]), inference_settings(new[0])
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def _same_weights(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """Both sides verifiably ran one set of weights (every record carries the same digest)."""
+    digests = {rec.get("weights_sha256") for rec in old + new}
+    return len(digests) == 1 and None not in digests
 
 
 def _solved(record: dict[str, Any]) -> dict[str, dict[tuple[str, int], bool]]:
@@ -81,7 +95,8 @@ def compare_draws(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[
     modes = sorted(set.intersection(*(set(s) for s in everything)))
     out: dict[str, Any] = {"noise_seeds": ([r.get("config", {}).get("seed", 0) for r in old],
                                            [r.get("config", {}).get("seed", 0) for r in new]),
-                           "checkpoints": (_unverified_paths(old), _unverified_paths(new)), "modes": {}}
+                           "checkpoints": (_unverified_paths(old), _unverified_paths(new)),
+                           "settings": setting_changes(old, new), "modes": {}}
     for mode in modes:
         layouts = sorted(set.intersection(*(set(s[mode]) for s in everything)))
         if not layouts:
@@ -125,6 +140,8 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
         if len(set(paths)) > 1:  # records from before the weight digest: the reader vouches for these
             lines.append(f"{name}'s records name {len(set(paths))} checkpoint paths ({', '.join(sorted(set(paths)))}) "
                          f"and carry no weight digest: they are taken to be the same weights.")
+    for key, (a, b) in result.get("settings", {}).items():
+        lines.append(f"One set of weights under two settings: {key} {a} ({old_name}) vs {b} ({new_name}).")
     lines.append("Intervals: the mean over layouts of (new - old) success rate over the draws, +/- 1.96 standard "
                  "errors of that paired mean; the draws' luck is inside each layout's rate.")
     lines.append("")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from molmoact2.evaluation.compare import carry_steps, flow_steps
+from molmoact2.evaluation.compare import inference_settings
 from molmoact2.evaluation.report import own_rollouts
 
 # What must match for the records to be draws of the same thing (modes and spatial questions may differ:
@@ -58,13 +58,12 @@ def check_draws(records: list[dict[str, Any]], *, paths_must_match: bool = True)
     for key in _SAME:
         values = [c.get(key) for c in configs]
         if any(v != values[0] for v in values):
-            raise ValueError(f"the records are not draws of one evaluation: {key} differs ({values})")
-    steps = [flow_steps(rec) for rec in records]
-    if any(v != steps[0] for v in steps):
-        raise ValueError(f"the records are not draws of one evaluation: the flow expert's Euler steps differ ({steps})")
-    carried = [carry_steps(rec) for rec in records]
-    if any(v != carried[0] for v in carried):
-        raise ValueError(f"the records are not draws of one evaluation: --carry-steps differs ({carried})")
+            raise ValueError(f"the records are not draws of one evaluation: the setting {key!r} differs ({values})")
+    settings = [inference_settings(rec) for rec in records]
+    for key in settings[0]:
+        values = [st[key] for st in settings]
+        if any(v != values[0] for v in values):
+            raise ValueError(f"the records are not draws of one evaluation: the setting {key!r} differs ({values})")
     seeds = [c.get("seed", 0) for c in configs]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"two records share a noise seed ({seeds}): the same draw counted twice")

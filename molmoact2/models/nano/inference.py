@@ -34,6 +34,7 @@ import torch
 
 from molmoact2 import tokens as T
 from molmoact2.depth import think
+from molmoact2.models.flow_noise import check_noise_scale
 from molmoact2.models.nano.action_expert import euler_integrate, euler_integrate_reference
 from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
 from molmoact2.models.nano.processing_nano import to_uint8_rgb
@@ -136,13 +137,15 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                    inference_action_mode=None, enable_depth_reasoning=False, depth_cache=None, action_tokenizer=None,
                    num_steps=None, n_action_steps=None, generator=None, normalize_language=True,
                    enable_cuda_graph=True, return_dict=True, max_action_tokens: int = 256,
-                   return_context: bool = False, optimized: bool = True, action_prefix_normalized=None) -> Any:
+                   return_context: bool = False, optimized: bool = True, action_prefix_normalized=None,
+                   noise_scale: float = 1.0) -> Any:
     """See the module docstring. `optimized=False` runs the plain reference computation (general LM
     path, every logit, the plain Euler loop): same results up to float summation order, slower; the
     latency bench and the tests compare the two. `action_prefix_normalized` [k, action_dim] (model space,
     continuous mode only; a workbench extension) pins the chunk's first k actions, e.g. to the previous
     plan's actions for those ticks (`action_expert` "Carry-over"); the full plan of every call is in
-    `denoising_states_normalized[-1]`."""
+    `denoising_states_normalized[-1]`. `noise_scale` (continuous mode; a workbench extension) multiplies the
+    expert's start noise: 1 = the trained N(0, I), 0 = always start from its mean (a deterministic plan)."""
     timings: dict[str, float] = {}
     clock = _timer()
     t_start = clock["t"]
@@ -165,6 +168,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
     if not 1 <= n_exec <= horizon:
         raise ValueError(f"predict_action: n_action_steps must be in 1..{horizon}, got {n_exec}")
     steps = int(num_steps or cfg.flow_matching_num_steps)
+    noise_scale = check_noise_scale(noise_scale)
     prefix = None
     if action_prefix_normalized is not None:
         if mode != "continuous":
@@ -220,6 +224,8 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
             contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
             ctx_mask = cache.key_mask
             x0 = torch.randn((1, horizon, cfg.max_action_dim), generator=generator, device=model.device, dtype=torch.float32)
+            if noise_scale != 1.0:  # drawn all the same, so a seeded run's later draws do not shift with the scale
+                x0 = x0 * noise_scale
             dim_mask = None
             if cfg.mask_action_dim_padding:
                 dim_mask = torch.zeros(cfg.max_action_dim, device=model.device)

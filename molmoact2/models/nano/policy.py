@@ -37,8 +37,9 @@ class NanoPolicy:
     def __init__(self, model: Any, processor: Any, *, norm_tag: str | None = None, mode: str = "continuous",
                  depth_reasoning: bool = False, action_tokenizer: Any = None, num_steps: int | None = None,
                  n_action_steps: int | None = None, seed: int | None = None, checkpoint_dir: str | None = None,
-                 carry_steps: int = 0) -> None:
+                 carry_steps: int = 0, noise_scale: float = 1.0) -> None:
         from molmoact2.models.hf import load_action_tokenizer
+        from molmoact2.models.flow_noise import check_noise_scale
 
         if mode not in ("continuous", "discrete"):
             raise ValueError(f"mode must be 'continuous' or 'discrete', got {mode!r}")
@@ -65,6 +66,9 @@ class NanoPolicy:
         if carry_steps and mode != "continuous":
             raise ValueError("carry_steps: only the continuous (flow-matching) mode can carry a plan over")
         self.carry_steps = int(carry_steps)
+        self.noise_scale = check_noise_scale(noise_scale)
+        if self.noise_scale != 1.0 and mode != "continuous":
+            raise ValueError("noise_scale: only the continuous (flow-matching) mode starts from noise")
         self.dtype = str(model.dtype).removeprefix("torch.")  # reported by `molmoact2 serve`'s health JSON
         self.name = f"nano[{norm_tag}{', think' if depth_reasoning else ''}{', discrete' if mode == 'discrete' else ''}]"
         self.reset()
@@ -96,7 +100,8 @@ class NanoPolicy:
             depth_cache=self._depth_cache if self.depth_reasoning else None, action_tokenizer=self.action_tokenizer,
             num_steps=self.num_steps, n_action_steps=self.n_action_steps, generator=self._generator,
             normalize_language=True, enable_cuda_graph=False, return_dict=True,
-            **({} if prefix is None else {"action_prefix_normalized": prefix}))
+            **({} if prefix is None else {"action_prefix_normalized": prefix}),
+            **({} if self.noise_scale == 1.0 else {"noise_scale": self.noise_scale}))
         if self.depth_reasoning:
             self._depth_cache = out["depth_cache"]
         gen = out["generated_token_ids"]

@@ -1,7 +1,7 @@
 """Which way did a failed push go? Pushed the wrong way, too little, or never touched.
 
     .venv/bin/python scripts/probe_push_direction.py --checkpoint assets/nano --tasks push_right,push_left
-    # 50 held-out layouts per task, about 2.5 min per task on one thread
+    # 50 held-out layouts per task, about 1 min per task on one thread
 
 A push succeeds when the named object moves 5 cm along the asked direction (`sim/tasks.py` `Push`: right = +y,
 left = -y) and stays on the table. `molmoact2 eval nano` says only that a push failed; this probe runs the same

@@ -55,11 +55,8 @@ def check_draws(records: list[dict[str, Any]], *, paths_must_match: bool = True)
             raise ValueError(f"record {i + 1} is not a molmoact2_nano_eval.v1 record (format={rec.get('format')!r})")
     check_same_weights(records, paths_must_match=paths_must_match)
     configs = [rec.get("config", {}) for rec in records]
-    for key in _SAME:
-        values = [c.get(key) for c in configs]
-        if any(v != values[0] for v in values):
-            raise ValueError(f"the records are not draws of one evaluation: the setting {key!r} differs ({values})")
-    settings = [inference_settings(rec) for rec in records]
+    # The layouts and how they were run (as recorded), then how actions were made (with defaults for older records)
+    settings = [{**{k: c.get(k) for k in _SAME}, **inference_settings(rec)} for c, rec in zip(configs, records)]
     for key in settings[0]:
         values = [st[key] for st in settings]
         if any(v != values[0] for v in values):

@@ -387,6 +387,27 @@ def test_contrastive_demos_share_a_layout_and_differ_only_in_the_named_object(tm
         main(["train", "data", "--out", str(tmp_path / "bad"), "--targets-per-layout", "0"])
 
 
+def test_direction_pairs_push_one_object_both_ways_on_one_layout(tmp_path, capsys):
+    """--direction-pairs: push_left and push_right demos of one seed share the picture and the object; only the
+    direction word differs (both recorded demos succeeded: the object moved 5 cm each way)."""
+    from molmoact2.cli import main
+
+    out = tmp_path / "pairs"
+    assert main(["train", "data", "--out", str(out), "--episodes-per-task", "1", "--tasks", "push_left,push_right",
+                 "--first-seed", "1000", "--direction-pairs", "--render-size", str(RENDER), "--store-size", "64",
+                 "--qa-frames-per-episode", "1"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert "pairs: 1 on one layout and object each" in capsys.readouterr().out
+    a, b = meta["episodes"]
+    assert (a["task"], b["task"]) == ("push_left", "push_right") and a["seed"] == b["seed"] >= 1000
+    assert a["target"] == b["target"] and meta["unpaired_seeds"] == a["seed"] - 1000
+    assert a["instruction"] != b["instruction"] and a["target"] in b["instruction"]
+    first = [np.load(out / e["file"])["front"][0] for e in (a, b)]
+    assert np.array_equal(*first)
+    with pytest.raises(ValueError, match="direction_pairs: expected two different tasks"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--tasks", "touch", "--direction-pairs"])
+
+
 def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path, capsys):
     """--takeover-policy: the shipped Nano drives 2 chunks, then the expert finishes; only its part is recorded."""
     from molmoact2.cli import main

@@ -152,3 +152,43 @@ def test_first_frames_swap_targets_change_only_the_named_object(tmp_path):
             assert obs.instruction == own_instruction.replace(f"the {own_target}", f"the {target}", 1)
             assert rgb.keys() == own_rgb.keys() and all(np.array_equal(rgb[k], own_rgb[k]) for k in rgb)
             assert np.array_equal(obs.state, own_obs.state) and "context_kv" in out
+
+
+def test_expert_plans_follow_the_direction_word(tmp_path, capsys):
+    """--directions: one layout and object, push_left vs push_right; the expert (the reference itself) is pulled
+    all the way to each word's side, at the first frame and after each word's own plan has driven the arm."""
+    from molmoact2.cli import main
+
+    out = tmp_path / "expert_directions.json"
+    assert main(["eval", "words", "--checkpoint", "expert", "--directions", "--seeds-per-task", "2",
+                 "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["swapped"] == "direction" and rec["tasks"] == ["push_left", "push_right"]
+    assert len(rec["rows"]) == 6  # 2 layouts x 3 probe points
+    for row in rec["rows"]:
+        left, right = row["instructions"]
+        assert row["target"] in left and row["target"] in right and left != right
+        assert row["toward_asked_m"] == pytest.approx(row["expert_apart_m"]) and row["expert_apart_m"] > 0.03
+    assert list(rec["summary"]) == ["first frame", "after 2 chunks of push_left", "after 2 chunks of push_right"]
+    assert "pull toward the asked side" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="drop --tasks"):
+        main(["eval", "words", "--checkpoint", "expert", "--directions", "--tasks", "push_left"])
+
+
+def test_a_nano_deaf_to_the_direction_word_plans_the_same_chunk(tmp_path):
+    """Same noise for both words: a Nano that always hears "push ... to the left" plans identical chunks (no pull
+    either way), while a second noise draw moves the plan: the zero is the model's deafness, not the probe's."""
+    from _nano_fixtures import randomize_
+    from molmoact2.evaluation.direction_probe import probe, summarize
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.models.nano.policy import load_nano
+
+    policy = load_nano(make_random_checkpoint(tmp_path / "nano_random"), seed=0)
+    randomize_(policy.model.action_expert, seed=1)
+    deaf = _DeafNano(policy, "push the red cube to the left")
+    rows = probe(lambda env: deaf, layouts=2, advance_chunks=1, progress=False)
+    assert len(rows) == 6
+    for row in rows:
+        assert row["change_word_m"] == 0.0 and row["toward_asked_m"] == 0.0
+        assert row["change_noise_m"] > 0.0
+    assert summarize(rows)["first frame"]["pulled_toward_asked"] == 0

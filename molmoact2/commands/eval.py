@@ -9,6 +9,7 @@
     molmoact2 eval compare-draws --old A0.json A1.json A2.json --new B0.json B1.json B2.json   # better beyond luck?
     molmoact2 eval qa --data /tmp/nano_data /tmp/nano_heldout   # spatial answers: training vs held-out scenes
     molmoact2 eval words --checkpoint assets/nano   # do the object's words steer the plan? (`expert`: control)
+    molmoact2 eval words --directions               # ... and the direction word of a push (left vs right)?
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "toward the named object? does the model point at it?")
     w.add_argument("--checkpoint", default="assets/nano",
                    help="Nano checkpoint directory, or 'expert' for the scripted expert (the positive control)")
-    w.add_argument("--tasks", default="touch,pick_place", help="tasks whose layouts have several candidate objects")
-    w.add_argument("--seeds-per-task", type=int, default=20, help="layouts with 2+ candidates probed per task")
+    w.add_argument("--tasks", default=None,
+                   help="tasks whose layouts have several candidate objects (default touch,pick_place)")
+    w.add_argument("--directions", action="store_true",
+                   help="swap the direction word instead (push_left vs push_right on one layout and object; "
+                        "reference: the scripted expert's plan for each word)")
+    w.add_argument("--seeds-per-task", type=int, default=20,
+                   help="layouts probed per task (with --directions: layouts in all)")
     w.add_argument("--first-seed", type=int, default=10000)
     w.add_argument("--advance-chunks", type=int, default=2,
                    help="second probe point: after this many chunks of the own instruction's plans")
@@ -249,9 +255,16 @@ def run_words(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from molmoact2.evaluation.words_probe import probe, summarize, to_markdown
+    if args.directions:
+        if args.tasks is not None:
+            raise SystemExit("eval words: --directions probes push_left against push_right; drop --tasks")
+        from molmoact2.evaluation import direction_probe as words
 
-    tasks = _split(args.tasks)
+        tasks = words.DIRECTION_TASKS
+    else:
+        from molmoact2.evaluation import words_probe as words
+
+        tasks = _split(args.tasks or "touch,pick_place")
     if args.seeds_per_task < 2:
         raise SystemExit(f"eval words: --seeds-per-task must be >= 2 (an interval needs two), got {args.seeds_per_task}")
     if args.checkpoint == "expert":
@@ -273,17 +286,22 @@ def run_words(args: argparse.Namespace) -> int:
         def make_policy(env):  # the same model for both worlds: only the instruction differs
             return policy
     t0 = time.perf_counter()
-    rows = probe(make_policy, tasks=tasks, seeds_per_task=args.seeds_per_task, first_seed=args.first_seed,
-                 advance_chunks=args.advance_chunks, ask=not args.no_ask)
-    summary = summarize(rows)
+    if args.directions:
+        rows = words.probe(make_policy, layouts=args.seeds_per_task, first_seed=args.first_seed,
+                           advance_chunks=args.advance_chunks)
+    else:
+        rows = words.probe(make_policy, tasks=tasks, seeds_per_task=args.seeds_per_task, first_seed=args.first_seed,
+                           advance_chunks=args.advance_chunks, ask=not args.no_ask)
+    summary = words.summarize(rows)
     minutes = round((time.perf_counter() - t0) / 60, 1)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         record = {"format": "molmoact2_words_probe.v1", "checkpoint": args.checkpoint, "tasks": list(tasks),
+                  "swapped": "direction" if args.directions else "name",
                   "seeds_per_task": args.seeds_per_task, "first_seed": args.first_seed,
                   "advance_chunks": args.advance_chunks, "wall_minutes": minutes, "summary": summary, "rows": rows}
         out.write_text(json.dumps(record, indent=1))
-    print(to_markdown(summary, args.checkpoint))
+    print(words.to_markdown(summary, args.checkpoint))
     print(f"\n{minutes} min" + (f"; record: {args.out}" if args.out else ""))
     return 0

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--qa-frames-per-episode", type=int, default=3)
     d.add_argument("--targets-per-layout", type=int, default=1,
                    help="demos per layout, each naming a different object (contrastive: only the words differ)")
+    d.add_argument("--direction-pairs", action="store_true",
+                   help="with two opposite tasks (--tasks push_left,push_right): record them in pairs on one layout "
+                        "and object, so only the words say which way (--episodes-per-task counts pairs)")
     d.add_argument("--takeover-policy", default="", metavar="SPEC",
                    help="a policy ('nano', 'nano:DIR') drives each layout first and the expert finishes from the "
                         "state it leaves (DAgger-style data: only the expert's part is recorded)")
@@ -154,7 +157,7 @@ def run_data(args: argparse.Namespace) -> int:
     cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
                      render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
                      qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout,
-                     takeover=takeover)
+                     takeover=takeover, direction_pairs=args.direction_pairs)
     path = build_dataset(cfg, args.out, overwrite=args.overwrite)
     import json
 
@@ -166,6 +169,9 @@ def run_data(args: argparse.Namespace) -> int:
         layouts = len({(e["task"], e["seed"]) for e in eps})
         aimed = {t: sum(e["retargeted"] for e in eps if e["task"] == t) for t in cfg.tasks}
         print(f"layouts: {layouts}; re-aimed demos (another object named) per task: {aimed}")
+    if cfg.direction_pairs:
+        print(f"pairs: {len(meta['episodes']) // 2} on one layout and object each; {meta['unpaired_seeds']} seeds "
+              f"passed over (no object both tasks fit on their shared layout)")
     if takeover is not None:
         eps = meta["episodes"]
         wrong = sum(not e["takeover"]["near_target"] for e in eps)

@@ -97,17 +97,9 @@ def probe_layout(make_policy: Callable[[Any], Any], task: str, seed: int, *, adv
         guard = guard_for_env(envs[0], on_limit="clip")
         rows: list[dict[str, Any]] = []
         for point in range(2):
-            if point == 1:  # advance both worlds with the own instruction's plans
-                for _ in range(advance_chunks):
-                    verdict = guard.check(_plan(policies[0], obs[0], noise_seeds[0]).actions, obs[0].state)
-                    if verdict.refused:
-                        raise RuntimeError(f"words probe: {task} seed {seed}: the safety guard refused the plan: "
-                                           + "; ".join(r.message for r in verdict.records))
-                    for action in verdict.actions:
-                        obs = [env.step(action)[0] for env in envs]
-            if not all(np.array_equal(obs[0].cameras[c].rgb, obs[1].cameras[c].rgb) for c in obs[0].cameras):
-                raise RuntimeError(f"words probe: {task} seed {seed}: the two worlds diverged (same actions, "
-                                   "different pictures); the probe needs identical scenes")
+            # the second point: both worlds advanced with the own instruction's plans
+            obs = drive_worlds(envs, obs, policies[0], guard, driver=0, chunks=advance_chunks * point,
+                               noise_seed=noise_seeds[0], who=f"words probe: {task} seed {seed}")
             steps = [_plan(p, o, noise_seeds[0]) for p, o in zip(policies, obs)]
             ends = [_endpoint(envs[0], s) for s in steps]
             pos = [envs[0].object_pos(n) for n in names]
@@ -116,10 +108,8 @@ def probe_layout(make_policy: Callable[[Any], Any], task: str, seed: int, *, adv
                    "objects_apart_m": float(np.linalg.norm(pos[0] - pos[1])),
                    "change_name_m": float(np.linalg.norm(ends[0] - ends[1])),
                    "toward_named_m": _toward(ends[0], ends[1], pos)}
-            if shared and hasattr(policies[0], "seed"):  # a noisy policy: the spread of a second draw
-                again = _endpoint(envs[0], _plan(policies[0], obs[0], noise_seeds[1]))
-                row |= {"change_noise_m": float(np.linalg.norm(ends[0] - again)),
-                        "toward_noise_m": _toward(ends[0], again, pos)}
+            if shared and hasattr(policies[0], "seed"):
+                row |= noise_spread(policies[0], envs[0], obs[0], ends, pos, noise_seeds[1])
             if ask and hasattr(policies[0], "ask"):
                 row["pointing"] = [_point_choice(policies[0], envs[0], obs[0], n) | {"named": n} for n in names]
             rows.append(row)
@@ -127,6 +117,31 @@ def probe_layout(make_policy: Callable[[Any], Any], task: str, seed: int, *, adv
     finally:
         for env in envs:
             env.close()
+
+
+def drive_worlds(envs: Sequence[Any], obs: list[Any], policy: Any, guard: Any, *, driver: int, chunks: int,
+                 noise_seed: int | None, who: str) -> list[Any]:
+    """Execute `chunks` of `policy`'s plans for world `driver` in every world (through the safety guard), then
+    check the worlds still look the same: a probe that swaps only the words needs identical pictures."""
+    for _ in range(chunks):
+        verdict = guard.check(_plan(policy, obs[driver], noise_seed).actions, obs[driver].state)
+        if verdict.refused:
+            raise RuntimeError(f"{who}: the safety guard refused the plan: "
+                               + "; ".join(r.message for r in verdict.records))
+        for action in verdict.actions:
+            obs = [env.step(action)[0] for env in envs]
+    if not all(np.array_equal(obs[0].cameras[c].rgb, o.cameras[c].rgb) for o in obs[1:] for c in obs[0].cameras):
+        raise RuntimeError(f"{who}: the worlds diverged (same actions, different pictures); the probe needs "
+                           "identical scenes")
+    return obs
+
+
+def noise_spread(policy: Any, env: Any, obs: Any, ends: Sequence[np.ndarray], refs: Sequence[np.ndarray],
+                 noise_seed: int) -> dict[str, float]:
+    """A noisy policy's second draw under the first instruction: how far it moves the plan and how much it
+    "pulls" toward the references, the spread a words effect must beat."""
+    again = _endpoint(env, _plan(policy, obs, noise_seed))
+    return {"change_noise_m": float(np.linalg.norm(ends[0] - again)), "toward_noise_m": _toward(ends[0], again, refs)}
 
 
 def _toward(end_a: np.ndarray, end_b: np.ndarray, pos: Sequence[np.ndarray]) -> float:
@@ -184,11 +199,13 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def cm(s: dict[str, float] | None) -> str:
+    """A `_mean_ci` of metres as "mean ± 95% half-width" in cm ("–" when nothing was measured)."""
+    return "–" if s is None else f"{100 * s['mean']:.2f} ± {100 * s['ci95']:.2f}"
+
+
 def to_markdown(summary: dict[str, Any], name: str = "policy") -> str:
     """One table: rows = probe points, columns in cm (mean ± 95% half-width)."""
-    def cm(s: dict[str, float] | None) -> str:
-        return "–" if s is None else f"{100 * s['mean']:.2f} ± {100 * s['ci95']:.2f}"
-
     lines = [f"words probe: {name}", "",
              "| probe point | objects apart cm | plan change, name swapped cm | plan change, new noise cm | "
              "pull toward the named object cm | same, two noise draws cm | points at the named object (chance) |",

@@ -71,10 +71,21 @@ class DataConfig:
     targets_per_layout: int = 1
     # A policy drives first and the expert takes over from its state (None: the expert alone, from home).
     takeover: TakeoverConfig | None = None
+    # Two opposite tasks (push_left, push_right) recorded as pairs: the second task's demo on the first one's
+    # layout and object, so one picture comes with both directions and only the words say which way.
+    # Seeds whose layout cannot host both on one object are skipped; `episodes_per_task` counts pairs.
+    direction_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.targets_per_layout < 1:
             raise ValueError(f"targets_per_layout: expected >= 1, got {self.targets_per_layout}")
+        if self.direction_pairs:
+            if len(self.tasks) != 2 or self.tasks[0] == self.tasks[1]:
+                raise ValueError(f"direction_pairs: expected two different tasks (e.g. push_left,push_right), "
+                                 f"got {self.tasks}")
+            if self.targets_per_layout != 1:
+                raise ValueError("direction_pairs: targets_per_layout must be 1 (a pair already names one object "
+                                 "twice)")
 
 
 @dataclass
@@ -210,6 +221,22 @@ def layout_targets(env, seed: int, k: int) -> list[str | None]:
     return [None] + [others[i] for i in order[: k - 1]]
 
 
+def _layout_signature(env) -> list[tuple[str, tuple[float, ...]]]:
+    return [(o.name, tuple(np.round(np.asarray(o.pos, float), 4))) for o in env.scene.objects]
+
+
+def paired_target(env_a, env_b, seed: int) -> str | None:
+    """The object both tasks can aim at on one layout of `seed`, or None when they cannot share one.
+
+    `SimEnv.reset` redraws the layout until its task fits, so two tasks see the same layout for a seed only
+    when both fit the first draw; and task b must be able to name task a's object (Task.retarget)."""
+    env_a.reset(seed)
+    env_b.reset(seed)
+    target = env_a.instance.target
+    same_layout = _layout_signature(env_a) == _layout_signature(env_b)
+    return target if same_layout and target in env_b.target_options() else None
+
+
 def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = None,
                    roll_in=None) -> EpisodeRecord | None:
     """Run the scripted expert on `seed` (aimed at `target` if given); None if it failed (failed demos are
@@ -317,38 +344,75 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
     episodes, qa, seg, states, actions, failed = [], [], {}, [], [], {}
     bar = tqdm(total=len(cfg.tasks) * cfg.episodes_per_task, desc="nano data", unit="ep", file=sys.stderr,
                disable=not progress)
+
+    def keep(rec: EpisodeRecord, task: str, seed: int, retargeted: bool) -> None:
+        idx = len(episodes)
+        name = f"episodes/ep_{idx:05d}.npz"
+        np.savez_compressed(tmp / name, **rec.arrays)
+        episodes.append({"file": name, "task": task, "seed": seed, "instruction": rec.instruction,
+                         "target": rec.target, "retargeted": retargeted, "length": len(rec.arrays["action"])}
+                        | ({"takeover": rec.takeover} if rec.takeover else {}))
+        qa.extend(item | {"episode": idx} for item in rec.qa)
+        seg.update({f"{idx}_{f}": s for f, s in rec.qa_seg.items()})
+        states.append(rec.arrays["state"])
+        actions.append(rec.arrays["action"])
+        bar.update(1)
+        bar.set_postfix(task=task, frames=sum(e["length"] for e in episodes), qa=len(qa))
+
+    def record(env, task: str, seed: int, target: str | None) -> EpisodeRecord | None:
+        rec = record_episode(env, seed, cfg, codec, target, roll_in)
+        if rec is None and (roll_in is None or roll_in.last["ended"] is None):  # else: counted in its endings
+            failed[task].append(seed if target is None else f"{seed}:{target}")
+        return rec
+
+    def make(task: str):
+        return make_env(task, image_size=cfg.render_size, cameras=tuple(cfg.cameras), depth=True, segmentation=True)
+
+    def out_of_seeds(kept: int, seed: int, what: str, factor: int) -> None:
+        if seed - cfg.first_seed >= cfg.episodes_per_task * factor:
+            raise RuntimeError(f"build_dataset: only {kept}/{cfg.episodes_per_task} successful {what} "
+                               f"in {seed - cfg.first_seed} seeds")
+
+    unpaired = 0
     try:
-        for task in cfg.tasks:
-            env = make_env(task, image_size=cfg.render_size, cameras=tuple(cfg.cameras), depth=True, segmentation=True)
+        if cfg.direction_pairs:
+            (task_a, task_b), failed = cfg.tasks, {t: [] for t in cfg.tasks}
+            env_a, env_b = make(task_a), make(task_b)
+            kept, seed = 0, cfg.first_seed
+            try:
+                while kept < cfg.episodes_per_task:
+                    # About one seed in six has a layout and an object both directions fit (push_left and
+                    # push_right from seed 1000: 120 pairs in 733 seeds), hence the larger seed budget.
+                    out_of_seeds(kept, seed, f"{task_a}/{task_b} pairs", 8 * cfg.max_attempts_factor)
+                    target = paired_target(env_a, env_b, seed)
+                    if target is None:
+                        unpaired += 1
+                        seed += 1
+                        continue
+                    rec_a = record(env_a, task_a, seed, None)
+                    rec_b = record(env_b, task_b, seed, target) if rec_a is not None else None
+                    if rec_b is not None:  # a pair or nothing: a lone direction would teach the picture again
+                        keep(rec_a, task_a, seed, False)
+                        keep(rec_b, task_b, seed, True)  # aimed at task a's object by name
+                        kept += 1
+                    seed += 1
+            finally:
+                env_a.close()
+                env_b.close()
+        for task in () if cfg.direction_pairs else cfg.tasks:
+            env = make(task)
             kept, seed = 0, cfg.first_seed
             failed[task] = []
             try:
                 while kept < cfg.episodes_per_task:
-                    if seed - cfg.first_seed >= cfg.episodes_per_task * cfg.max_attempts_factor:
-                        raise RuntimeError(f"build_dataset: only {kept}/{cfg.episodes_per_task} successful {task} "
-                                           f"episodes in {seed - cfg.first_seed} seeds")
+                    out_of_seeds(kept, seed, f"{task} episodes", cfg.max_attempts_factor)
                     for target in layout_targets(env, seed, cfg.targets_per_layout):
                         if kept >= cfg.episodes_per_task:
                             break
-                        rec = record_episode(env, seed, cfg, codec, target, roll_in)
-                        if rec is None:
-                            if roll_in is None or roll_in.last["ended"] is None:  # else: counted in its endings
-                                failed[task].append(seed if target is None else f"{seed}:{target}")
-                            continue
-                        idx = len(episodes)
-                        name = f"episodes/ep_{idx:05d}.npz"
-                        np.savez_compressed(tmp / name, **rec.arrays)
-                        n = len(rec.arrays["action"])
-                        episodes.append({"file": name, "task": task, "seed": seed, "instruction": rec.instruction,
-                                         "target": rec.target, "retargeted": target is not None, "length": n}
-                                        | ({"takeover": rec.takeover} if rec.takeover else {}))
-                        qa += [item | {"episode": idx} for item in rec.qa]
-                        seg |= {f"{idx}_{f}": s for f, s in rec.qa_seg.items()}
-                        states.append(rec.arrays["state"])
-                        actions.append(rec.arrays["action"])
-                        kept += 1
-                        bar.update(1)
-                        bar.set_postfix(task=task, frames=sum(e["length"] for e in episodes), qa=len(qa))
+                        rec = record(env, task, seed, target)
+                        if rec is not None:
+                            keep(rec, task, seed, target is not None)
+                            kept += 1
                     seed += 1
             finally:
                 env.close()
@@ -361,6 +425,8 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
     meta = {"format": DATA_FORMAT, "config": asdict(cfg), "episodes": episodes,
             "frames": int(sum(e["length"] for e in episodes)), "qa_items": len(qa), "failed_seeds": failed,
             "build_seconds": round(time.perf_counter() - t0, 1)}
+    if cfg.direction_pairs:  # seeds passed over: no layout and object both tasks fit
+        meta["unpaired_seeds"] = unpaired
     if roll_in is not None:  # how the policy's parts ended: "taken_over", or "success" (solved alone), ...
         meta["takeover_endings"] = dict(roll_in.counts)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

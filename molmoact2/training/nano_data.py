@@ -399,23 +399,24 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
             finally:
                 env_a.close()
                 env_b.close()
-        for task in () if cfg.direction_pairs else cfg.tasks:
-            env = make(task)
-            kept, seed = 0, cfg.first_seed
-            failed[task] = []
-            try:
-                while kept < cfg.episodes_per_task:
-                    out_of_seeds(kept, seed, f"{task} episodes", cfg.max_attempts_factor)
-                    for target in layout_targets(env, seed, cfg.targets_per_layout):
-                        if kept >= cfg.episodes_per_task:
-                            break
-                        rec = record(env, task, seed, target)
-                        if rec is not None:
-                            keep(rec, task, seed, target is not None)
-                            kept += 1
-                    seed += 1
-            finally:
-                env.close()
+        else:
+            for task in cfg.tasks:
+                env = make(task)
+                kept, seed = 0, cfg.first_seed
+                failed[task] = []
+                try:
+                    while kept < cfg.episodes_per_task:
+                        out_of_seeds(kept, seed, f"{task} episodes", cfg.max_attempts_factor)
+                        for target in layout_targets(env, seed, cfg.targets_per_layout):
+                            if kept >= cfg.episodes_per_task:
+                                break
+                            rec = record(env, task, seed, target)
+                            if rec is not None:
+                                keep(rec, task, seed, target is not None)
+                                kept += 1
+                        seed += 1
+                finally:
+                    env.close()
     finally:
         bar.close()
     np.savez_compressed(tmp / "qa_seg.npz", **seg)

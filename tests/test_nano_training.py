@@ -408,6 +408,43 @@ def test_direction_pairs_push_one_object_both_ways_on_one_layout(tmp_path, capsy
         main(["train", "data", "--out", str(tmp_path / "bad"), "--tasks", "touch", "--direction-pairs"])
 
 
+def test_wrong_way_pairs_start_where_the_opposite_words_expert_left_the_arm(tmp_path, capsys):
+    """--wrong-way-ticks: each demo of a pair begins where the OTHER word's expert left the arm after the recorded
+    number of ticks (replayed here from a fresh reset), then the recorded word's expert finishes successfully."""
+    from molmoact2.cli import main
+    from molmoact2.sim import make_env
+
+    out = tmp_path / "wrong_way"
+    assert main(["train", "data", "--out", str(out), "--episodes-per-task", "1", "--tasks", "push_left,push_right",
+                 "--first-seed", "1000", "--direction-pairs", "--wrong-way-ticks", "10-20", "--render-size",
+                 str(RENDER), "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
+    assert "wrong-way starts: the opposite word's expert drove a median" in capsys.readouterr().out
+    meta = json.loads((out / "meta.json").read_text())
+    episodes = meta["episodes"]
+    assert [e["task"] for e in episodes] == ["push_left", "push_right"]
+    for e, other in zip(episodes, ("push_right", "push_left")):
+        assert e["takeover"]["policy"] == f"expert:{other}" and 10 <= e["takeover"]["policy_ticks"] <= 20
+        env = make_env(other, image_size=RENDER, cameras=("front", "wrist"))
+        try:
+            env.reset(e["seed"], options={"target": e["target"]})
+            home = env.state().copy()
+            expert, done = env.expert(), 0
+            while done < e["takeover"]["policy_ticks"]:
+                for action in expert.act(None)[: e["takeover"]["policy_ticks"] - done]:
+                    env.step(action, observe=False)
+                    done += 1
+            first = np.load(out / e["file"])["state"][0]
+            assert np.allclose(first, env.state(), atol=1e-4)  # the opposite word's plan, replayed
+            assert np.abs(first - home).max() > 1.0  # the arm had left home (robot units)
+        finally:
+            env.close()
+    with pytest.raises(ValueError, match="wrong_way_ticks: needs direction_pairs"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--tasks", "push_left", "--wrong-way-ticks", "10"])
+    with pytest.raises(ValueError, match="--wrong-way-ticks: expected N or MIN-MAX"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--tasks", "push_left,push_right",
+              "--direction-pairs", "--wrong-way-ticks", "ten"])
+
+
 def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path, capsys):
     """--takeover-policy: the shipped Nano drives 2 chunks, then the expert finishes; only its part is recorded."""
     from molmoact2.cli import main

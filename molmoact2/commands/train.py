@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--direction-pairs", action="store_true",
                    help="with two opposite tasks (--tasks push_left,push_right): record them in pairs on one layout "
                         "and object, so only the words say which way (--episodes-per-task counts pairs)")
+    d.add_argument("--wrong-way-ticks", default="", metavar="MIN-MAX",
+                   help="with --direction-pairs: each demo starts after the opposite word's expert drove MIN-MAX "
+                        "ticks (drawn per seed and word), so only the word can turn the arm back")
     d.add_argument("--takeover-policy", default="", metavar="SPEC",
                    help="a policy ('nano', 'nano:DIR') drives each layout first and the expert finishes from the "
                         "state it leaves (DAgger-style data: only the expert's part is recorded)")
@@ -143,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     from molmoact2.training.nano_data import DataConfig, build_dataset
-    from molmoact2.training.takeover import TakeoverConfig
+    from molmoact2.training.takeover import TakeoverConfig, parse_range
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     takeover = None
@@ -154,10 +157,14 @@ def run_data(args: argparse.Namespace) -> int:
         lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
         takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
                                   depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100)
+    wrong_way = None
+    if args.wrong_way_ticks:
+        wrong_way = parse_range(args.wrong_way_ticks, "--wrong-way-ticks", "ticks of the opposite word's expert")
     cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
                      render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
                      qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout,
-                     takeover=takeover, direction_pairs=args.direction_pairs)
+                     takeover=takeover, direction_pairs=args.direction_pairs,
+                     wrong_way_ticks=wrong_way)
     path = build_dataset(cfg, args.out, overwrite=args.overwrite)
     import json
 
@@ -172,6 +179,13 @@ def run_data(args: argparse.Namespace) -> int:
     if cfg.direction_pairs:
         print(f"pairs: {len(meta['episodes']) // 2} on one layout and object each; {meta['unpaired_seeds']} seeds "
               f"passed over (no object both tasks fit on their shared layout)")
+    if cfg.wrong_way_ticks is not None and meta["episodes"]:
+        import numpy as np
+
+        ticks = [e["takeover"]["policy_ticks"] for e in meta["episodes"]]
+        gap_cm = np.median([100 * e["takeover"]["jaw_to_target_m"] for e in meta["episodes"]])
+        print(f"wrong-way starts: the opposite word's expert drove a median {np.median(ticks):.0f} ticks "
+              f"({min(ticks)}-{max(ticks)}); the jaw then a median {gap_cm:.1f} cm from the object")
     if takeover is not None:
         eps = meta["episodes"]
         wrong = sum(not e["takeover"]["near_target"] for e in eps)

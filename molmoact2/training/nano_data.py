@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from molmoact2 import spatial
-from molmoact2.training.takeover import TakeoverConfig
+from molmoact2.training.takeover import TakeoverConfig, layout_signature
 
 DATA_FORMAT = "molmoact2_nano_data.v1"
 SINGLE_ARM_TASKS = ("pick_place", "push_left", "push_right", "touch")
@@ -75,6 +75,10 @@ class DataConfig:
     # layout and object, so one picture comes with both directions and only the words say which way.
     # Seeds whose layout cannot host both on one object are skipped; `episodes_per_task` counts pairs.
     direction_pairs: bool = False
+    # With direction_pairs: each demo of a pair starts after the OTHER word's expert drove this many ticks
+    # (min, max; drawn per seed and word), so the arm is heading the wrong way and only the word can turn it
+    # (takeover.WrongWayRollIn). None: both demos start at home.
+    wrong_way_ticks: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.targets_per_layout < 1:
@@ -86,6 +90,16 @@ class DataConfig:
             if self.targets_per_layout != 1:
                 raise ValueError("direction_pairs: targets_per_layout must be 1 (a pair already names one object "
                                  "twice)")
+        if self.wrong_way_ticks is not None:
+            if not self.direction_pairs:
+                raise ValueError("wrong_way_ticks: needs direction_pairs (the opposite word's expert starts each "
+                                 "demo on the pair's shared layout)")
+            if self.takeover is not None:
+                raise ValueError("wrong_way_ticks: the roll-in is the opposite word's expert; do not also give "
+                                 "a takeover policy")
+            lo, hi = self.wrong_way_ticks
+            if not 1 <= lo <= hi:
+                raise ValueError(f"wrong_way_ticks: expected 1 <= min <= max ticks, got {lo}-{hi}")
 
 
 @dataclass
@@ -221,10 +235,6 @@ def layout_targets(env, seed: int, k: int) -> list[str | None]:
     return [None] + [others[i] for i in order[: k - 1]]
 
 
-def _layout_signature(env) -> list[tuple[str, tuple[float, ...]]]:
-    return [(o.name, tuple(np.round(np.asarray(o.pos, float), 4))) for o in env.scene.objects]
-
-
 def paired_target(env_a, env_b, seed: int) -> str | None:
     """The object both tasks can aim at on one layout of `seed`, or None when they cannot share one.
 
@@ -233,7 +243,7 @@ def paired_target(env_a, env_b, seed: int) -> str | None:
     env_a.reset(seed)
     env_b.reset(seed)
     target = env_a.instance.target
-    same_layout = _layout_signature(env_a) == _layout_signature(env_b)
+    same_layout = layout_signature(env_a) == layout_signature(env_b)
     return target if same_layout and target in env_b.target_options() else None
 
 
@@ -359,9 +369,10 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
         bar.update(1)
         bar.set_postfix(task=task, frames=sum(e["length"] for e in episodes), qa=len(qa))
 
-    def record(env, task: str, seed: int, target: str | None) -> EpisodeRecord | None:
-        rec = record_episode(env, seed, cfg, codec, target, roll_in)
-        if rec is None and (roll_in is None or roll_in.last["ended"] is None):  # else: counted in its endings
+    def record(env, task: str, seed: int, target: str | None, way=None) -> EpisodeRecord | None:
+        who = way or roll_in  # a pair's wrong-way roll-in, the takeover policy, or None (from home)
+        rec = record_episode(env, seed, cfg, codec, target, who)
+        if rec is None and (who is None or who.last["ended"] is None):  # else: counted in its endings
             failed[task].append(seed if target is None else f"{seed}:{target}")
         return rec
 
@@ -378,6 +389,12 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
         if cfg.direction_pairs:
             (task_a, task_b), failed = cfg.tasks, {t: [] for t in cfg.tasks}
             env_a, env_b = make(task_a), make(task_b)
+            # Each demo's roll-in world is the other word's: the roll-in for task a's demo drives env_b.
+            ways = (None, None)
+            if cfg.wrong_way_ticks is not None:
+                from molmoact2.training.takeover import WrongWayRollIn
+
+                ways = (WrongWayRollIn(env_b, *cfg.wrong_way_ticks), WrongWayRollIn(env_a, *cfg.wrong_way_ticks))
             kept, seed = 0, cfg.first_seed
             try:
                 while kept < cfg.episodes_per_task:
@@ -389,8 +406,8 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
                         unpaired += 1
                         seed += 1
                         continue
-                    rec_a = record(env_a, task_a, seed, None)
-                    rec_b = record(env_b, task_b, seed, target) if rec_a is not None else None
+                    rec_a = record(env_a, task_a, seed, None, ways[0])
+                    rec_b = record(env_b, task_b, seed, target, ways[1]) if rec_a is not None else None
                     if rec_b is not None:  # a pair or nothing: a lone direction would teach the picture again
                         keep(rec_a, task_a, seed, False)
                         keep(rec_b, task_b, seed, True)  # aimed at task a's object by name

@@ -27,6 +27,15 @@ from typing import Any
 import numpy as np
 
 
+def parse_range(text: str, flag: str, what: str) -> tuple[int, int]:
+    """'1-6' -> (1, 6); '3' -> (3, 3); else an error naming the flag and what it counts."""
+    lo, _, hi = text.partition("-")
+    try:
+        return int(lo), int(hi or lo)
+    except ValueError:
+        raise ValueError(f"{flag}: expected N or MIN-MAX ({what}), got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class TakeoverConfig:
     policy: str  # a `load_policy` spec: 'nano', 'nano:DIR' (any Nano checkpoint directory)
@@ -51,13 +60,7 @@ class TakeoverConfig:
 
     @staticmethod
     def parse_chunks(text: str) -> tuple[int, int]:
-        """'1-6' -> (1, 6); '3' -> (3, 3)."""
-        lo, _, hi = text.partition("-")
-        try:
-            return int(lo), int(hi or lo)
-        except ValueError:
-            raise ValueError(f"--takeover-chunks: expected N or MIN-MAX (policy chunks before the expert takes "
-                             f"over), got {text!r}") from None
+        return parse_range(text, "--takeover-chunks", "policy chunks before the expert takes over")
 
     def chunks_for(self, seed: int) -> int:
         return int(np.random.default_rng([int(seed), 19]).integers(self.min_chunks, self.max_chunks + 1))
@@ -105,6 +108,64 @@ class PolicyRollIn:
                      "ended": ended, "jaw_to_target_m": round(jaw_to_target_m(env), 4),
                      "nearest_object": nearest, "near_target": nearest == getattr(env.instance, "target", None)}
         return self.last
+
+
+class WrongWayRollIn:
+    """Callable `(env, seed, target) -> info` like PolicyRollIn, for direction pairs: the scripted expert of the
+    OPPOSITE word (`other`, e.g. the push_left world when `env` is push_right) starts the episode for a
+    seed-fixed number of ticks in [min_ticks, max_ticks], every action executed in both worlds, so `env` is
+    left with the arm heading the wrong way and the word alone says to turn back.
+
+    Why: the direction probe (`eval words --directions`) found every Nano follows the word at the first frame
+    and hardly at all once the arm has moved; closed-loop wrong-way pushes are decided in the first chunks and
+    then followed. Demos that start from the wrong-way pose are the frames where the words, not the arm's pose,
+    must decide. Keep the roll-in short (tens of ticks at most): a long one leaves the arm at the object's far
+    side or the object already pushed, and the expert's move back can sweep it the wrong way; failed
+    recoveries are dropped like any failed demo, and `train data` reports how many."""
+
+    def __init__(self, other: Any, min_ticks: int, max_ticks: int) -> None:
+        if not 1 <= min_ticks <= max_ticks:
+            raise ValueError(f"wrong-way ticks: expected 1 <= min <= max, got {min_ticks}-{max_ticks}")
+        self.other, self.min_ticks, self.max_ticks = other, min_ticks, max_ticks
+        self.counts: Counter[str] = Counter()
+        self.last: dict[str, Any] = {}
+
+    def ticks_for(self, seed: int, task: str) -> int:
+        # Per seed and word: the two demos of a pair start at different points of the wrong plan.
+        salt = sum(task.encode())
+        return int(np.random.default_rng([int(seed), 23, salt]).integers(self.min_ticks, self.max_ticks + 1))
+
+    def __call__(self, env: Any, seed: int, target: str | None = None) -> dict[str, Any]:
+        if target is not None:
+            env.reset(seed, options={"target": target})
+        else:
+            env.reset(seed)
+        name = env.instance.target
+        self.other.reset(seed, options={"target": name})
+        if layout_signature(env) != layout_signature(self.other):
+            raise RuntimeError(f"wrong-way roll-in: seed {seed} has different layouts for {env.task.name} and "
+                               f"{self.other.task.name} (use it with direction pairs only)")
+        want = self.ticks_for(seed, env.task.name)
+        expert, done = self.other.expert(), 0
+        while done < want:
+            for action in expert.act(None)[: want - done]:
+                env.step(action, observe=False)
+                self.other.step(action, observe=False)
+                done += 1
+        if not np.array_equal(env.state(), self.other.state()):
+            raise RuntimeError(f"wrong-way roll-in: seed {seed}: the two worlds diverged (same actions, "
+                               "different arm states)")
+        self.counts["taken_over"] += 1
+        nearest = nearest_object(env)
+        self.last = {"policy": f"expert:{self.other.task.name}", "policy_chunks": 0, "policy_ticks": int(env.steps),
+                     "ended": None, "jaw_to_target_m": round(jaw_to_target_m(env), 4), "nearest_object": nearest,
+                     "near_target": nearest == name}
+        return self.last
+
+
+def layout_signature(env: Any) -> list[tuple[str, tuple[float, ...]]]:
+    """The current layout's objects and positions (m, to 0.1 mm): two worlds with equal signatures look the same."""
+    return [(o.name, tuple(np.round(np.asarray(o.pos, float), 4))) for o in env.scene.objects]
 
 
 def _jaw_world(env: Any) -> np.ndarray:

@@ -88,6 +88,9 @@ def test_records_with_other_flow_steps_compare_and_say_so():
     new["config"]["carry_steps"] = 5  # `old` predates the option: nothing was carried
     result = compare(old, new)
     assert result["carry_steps"] == (0, 5) and "pinned to the previous plan's: 0 in old, 5 in new" in to_markdown(result)
+    new["config"]["plan_samples"] = 8  # `old` predates the option: one draw per call
+    result = compare(old, new)
+    assert result["plan_samples"] == (1, 8) and "drew 1 plan(s) in old and 8 in new" in to_markdown(result)
 
 
 def test_compare_command(tmp_path, capsys):

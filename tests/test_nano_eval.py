@@ -274,9 +274,9 @@ def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
         nano_eval._W.clear()
     with pytest.raises(ValueError, match="num_steps: expected 1..100"):
         nano_eval.EvalConfig(checkpoint=str(ckpt), num_steps=0)
-    # --carry-steps and --noise-scale reach the flow policies only (the discrete mode has no plan to carry and
+    # --carry-steps, --noise-scale and --plan-samples reach the flow policies only (the discrete mode has no plan to carry and
     # starts from no noise)
-    for option, value, default in (("carry_steps", 5, 0), ("noise_scale", 0.0, 1.0)):
+    for option, value, default in (("carry_steps", 5, 0), ("noise_scale", 0.0, 1.0), ("plan_samples", 4, 1)):
         try:
             nano_eval._init_worker(nano_eval.EvalConfig(checkpoint=str(ckpt), **{option: value}))
             assert {m: getattr(p, option) for m, p in nano_eval._W["policies"].items()} == \
@@ -287,6 +287,8 @@ def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
         nano_eval.EvalConfig(checkpoint=str(ckpt), carry_steps=30)
     with pytest.raises(ValueError, match="noise_scale: expected a number in 0..2.0"):
         nano_eval.EvalConfig(checkpoint=str(ckpt), noise_scale=3.0)
+    with pytest.raises(ValueError, match="plan_samples: expected a whole number in 1..64"):
+        nano_eval.EvalConfig(checkpoint=str(ckpt), plan_samples=0)
     config = json.loads((ckpt / "config.json").read_text())
     (ckpt / "config.json").write_text(json.dumps(config | {"flow_matching_num_steps": 0}))
     with pytest.raises(ValueError, match="flow_matching_num_steps in 1..100, got 0"):

@@ -80,6 +80,45 @@ def test_noise_scale_zero_starts_from_the_mean_and_bad_scales_are_refused(mp):
             _predict(model, proc, noise_scale=bad)
 
 
+def test_plan_samples_keep_the_medoid_of_k_draws_and_one_draw_is_unchanged(mp):
+    from molmoact2.models.flow_noise import medoid_index
+
+    model, proc = mp
+    one = _predict(model, proc, generator=torch.Generator().manual_seed(7))
+    also_one = _predict(model, proc, generator=torch.Generator().manual_seed(7), plan_samples=1)
+    assert torch.equal(one["actions"], also_one["actions"]) and also_one["plan_choice"] is None
+    out = _predict(model, proc, generator=torch.Generator().manual_seed(7), plan_samples=6, n_action_steps=10)
+    samples, choice = out["plan_samples_normalized"], out["plan_choice"]
+    assert samples.shape == (6, 30, 6) and out["denoising_states_normalized"].shape == (11, 1, 30, 32)
+    assert len({samples[i].tobytes() for i in range(6)}) == 6  # six different draws
+    # the kept plan is the one nearest the others over the executed ticks, and it is what is returned
+    dist = [sum(np.linalg.norm(samples[i, :10] - samples[j, :10]) for j in range(6)) for i in range(6)]
+    assert choice == int(np.argmin(dist)) == medoid_index(samples[:, :10])
+    assert np.allclose(out["denoising_states_normalized"][-1, 0, :, :6], samples[choice])
+    assert out["actions"].shape == (1, 10, 6)
+    assert np.allclose(out["denoising_states"][-1, 0], out["actions"][0].numpy())
+    # a carried-over prefix pins every draw
+    prefix = np.full((4, 6), 0.25, np.float32)
+    pinned = _predict(model, proc, generator=torch.Generator().manual_seed(7), plan_samples=3,
+                      action_prefix_normalized=prefix)
+    assert np.allclose(pinned["plan_samples_normalized"][:, :4], 0.25, atol=1e-5)
+    for bad in (0, 65, 2.5, True, "8"):
+        with pytest.raises(ValueError, match=r"plan_samples: expected a whole number in 1..64"):
+            _predict(model, proc, plan_samples=bad)
+
+
+def test_medoid_index_picks_the_central_plan_and_never_a_broken_one():
+    from molmoact2.models.flow_noise import medoid_index
+
+    plans = np.array([[0.0], [1.0], [1.2], [5.0], [6.0]])[:, None]  # [K, 1, 1]
+    assert medoid_index(plans) == 2  # 1.2 is nearest the rest: 10.0 summed (1.0: 10.2, 5.0: 13.8)
+    assert medoid_index(np.array([[[3.0]]])) == 0
+    plans_nan = np.array([[np.nan], [9.0], [1.0], [1.1]])[:, None]
+    assert medoid_index(plans_nan) == 3  # the NaN draw is left out, not averaged in: 1.1 is the middle
+    with pytest.raises(ValueError, match="every plan has a non-finite value"):
+        medoid_index(np.full((2, 1, 1), np.nan))
+
+
 def test_actions_depend_on_the_prompt_through_the_kv_cache(mp):
     model, proc = mp
     a = _predict(model, proc, generator=torch.Generator().manual_seed(7), return_context=True)

@@ -121,6 +121,12 @@ def test_carry_steps_continue_the_previous_plan_and_drop_it_when_it_was_not_exec
         load_policy("nano", path=str(ckpt), noise_scale=-1)
     seeded = [load_policy("nano", path=str(ckpt), seed=s, noise_scale=0.0).predict(_obs()).actions for s in (0, 1)]
     assert np.array_equal(seeded[0], seeded[1])
+    # plan samples: continuous only; the Step says which draw was kept and how far the others were from it
+    with pytest.raises(ValueError, match="plan_samples: only the continuous"):
+        load_policy("nano", path=str(ckpt), mode="discrete", action_tokenizer=str(_tokenizer_dir()), plan_samples=4)
+    info = load_policy("nano", path=str(ckpt), seed=0, plan_samples=4).predict(_obs()).info["plan_samples"]
+    assert info["k"] == 4 and 0 <= info["choice"] < 4 and info["distance_to_kept_normalized"][info["choice"]] == 0
+    assert "plan_samples" not in load_policy("nano", path=str(ckpt), seed=0).predict(_obs()).info
 
 
 def _tokenizer_dir():

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--noise-scale", type=float, default=1.0, metavar="S",
                    help="multiply the flow expert's start noise by S (continuous and Think; 1 = as trained, "
                         "0 = its mean: deterministic plans, the noise seed then changes nothing)")
+    n.add_argument("--plan-samples", type=int, default=1, metavar="K",
+                   help="start draws per flow call, the medoid plan kept (continuous and Think; 1 = one draw, as "
+                        "the real model; the expert's batch grows K-fold)")
     n.add_argument("--noise-seed", type=int, default=0,
                    help="seed of the policies' flow noise and sampling (another one: how much of a result is luck)")
     n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
@@ -126,7 +129,7 @@ def run_nano(args: argparse.Namespace) -> int:
                      first_seed=_first_seed(args), max_questions=args.max_questions, jobs=args.jobs,
                      on_limit=args.on_limit, swap_targets=args.swap_targets, n_action_steps=args.n_action_steps,
                      num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps,
-                     noise_scale=args.noise_scale,
+                     noise_scale=args.noise_scale, plan_samples=args.plan_samples,
                      training_layouts=args.training_layouts)
     record = evaluate(cfg)
     if args.out:

@@ -44,9 +44,15 @@ def noise_scale(record: dict[str, Any]) -> float:
     return 1.0 if value is None else float(value)
 
 
+def plan_samples(record: dict[str, Any]) -> int:
+    """Start draws per flow call, the medoid kept (`eval nano --plan-samples`); records from before: 1."""
+    return int(record.get("config", {}).get("plan_samples") or 1)
+
+
 def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
     """How the record's policy turned one observation into actions, beyond its weights."""
-    return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record)}
+    return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record),
+            "plan_samples": plan_samples(record)}
 
 
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
@@ -145,7 +151,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     noise_seeds = (old.get("config", {}).get("seed", 0), new.get("config", {}).get("seed", 0))
     return {"rows": [r for r in rows if r], "paired": paired,
             "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new)),
-            "carry_steps": (carry_steps(old), carry_steps(new)), "noise_scale": (noise_scale(old), noise_scale(new))}
+            "carry_steps": (carry_steps(old), carry_steps(new)), "noise_scale": (noise_scale(old), noise_scale(new)),
+            "plan_samples": (plan_samples(old), plan_samples(new))}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -177,6 +184,10 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if scale[0] != scale[1]:
         lines.append(f"\nThe flow expert's start noise was scaled by {scale[0]:g} in {old_name} and {scale[1]:g} in "
                      f"{new_name} (`--noise-scale`; 1 = as trained).")
+    samples = result.get("plan_samples", (1, 1))
+    if samples[0] != samples[1]:
+        lines.append(f"\nEach flow call drew {samples[0]} plan(s) in {old_name} and {samples[1]} in {new_name}, "
+                     f"keeping the medoid (`--plan-samples`; 1 = one draw).")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

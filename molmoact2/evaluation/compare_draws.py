@@ -52,7 +52,7 @@ def _check_sides(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
 
 
 def setting_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
-    """Inference settings (Euler steps, carry-over, start-noise scale) that differ between the two sides."""
+    """Inference settings (Euler steps, carry-over, start-noise scale, plan samples) that differ between the sides."""
     a, b = inference_settings(old[0]), inference_settings(new[0])
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from molmoact2.models.act_protocol import MAX_NUM_STEPS as MAX_FLOW_STEPS  # Euler steps one may ask for
-from molmoact2.models.flow_noise import check_noise_scale
+from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples
 from molmoact2.training.nano_data import SINGLE_ARM_TASKS
 
 CLOSED_LOOP_MODES = ("continuous", "think", "discrete")
@@ -55,6 +55,8 @@ class EvalConfig:
     # Multiplier of the flow expert's start noise (continuous and Think; 1 = as trained, 0 = its mean, which
     # makes every plan deterministic and the noise seed irrelevant).
     noise_scale: float = 1.0
+    # Start draws per flow call, the medoid plan kept (continuous and Think; 1 = one draw, as the real model).
+    plan_samples: int = 1
     # Evaluate on the layouts the training data used (seeds below 10000, normally from 0) instead of held-out
     # ones: a fitting check, never a quality figure. Does the model solve, and predict, the demos it trained on?
     # Then `heldout` names the training cache (its seeds must be < 10000) and the report's title says so.
@@ -81,6 +83,7 @@ class EvalConfig:
             raise ValueError(f"carry_steps: expected 0 (off) .. 29 actions of the 30-action horizon, "
                              f"got {self.carry_steps}")
         check_noise_scale(self.noise_scale)
+        check_plan_samples(self.plan_samples)
         if self.seeds_per_task < 0 or self.jobs < 1:
             raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
 
@@ -106,6 +109,8 @@ def _init_worker(cfg: EvalConfig) -> None:
     flow = dict(carry_steps=cfg.carry_steps) if cfg.carry_steps else {}  # the discrete mode has no plan to carry
     if cfg.noise_scale != 1.0:
         flow["noise_scale"] = cfg.noise_scale  # nor any start noise
+    if cfg.plan_samples != 1:
+        flow["plan_samples"] = cfg.plan_samples
     _W["policies"] = {
         "continuous": NanoPolicy(base.model, base.processor, **common, **flow),
         "think": NanoPolicy(base.model, base.processor, depth_reasoning=True, **common, **flow),

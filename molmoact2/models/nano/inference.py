@@ -34,7 +34,7 @@ import torch
 
 from molmoact2 import tokens as T
 from molmoact2.depth import think
-from molmoact2.models.flow_noise import check_noise_scale
+from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples, medoid_index
 from molmoact2.models.nano.action_expert import euler_integrate, euler_integrate_reference
 from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
 from molmoact2.models.nano.processing_nano import to_uint8_rgb
@@ -138,14 +138,17 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                    num_steps=None, n_action_steps=None, generator=None, normalize_language=True,
                    enable_cuda_graph=True, return_dict=True, max_action_tokens: int = 256,
                    return_context: bool = False, optimized: bool = True, action_prefix_normalized=None,
-                   noise_scale: float = 1.0) -> Any:
+                   noise_scale: float = 1.0, plan_samples: int = 1) -> Any:
     """See the module docstring. `optimized=False` runs the plain reference computation (general LM
     path, every logit, the plain Euler loop): same results up to float summation order, slower; the
     latency bench and the tests compare the two. `action_prefix_normalized` [k, action_dim] (model space,
     continuous mode only; a workbench extension) pins the chunk's first k actions, e.g. to the previous
     plan's actions for those ticks (`action_expert` "Carry-over"); the full plan of every call is in
     `denoising_states_normalized[-1]`. `noise_scale` (continuous mode; a workbench extension) multiplies the
-    expert's start noise: 1 = the trained N(0, I), 0 = always start from its mean (a deterministic plan)."""
+    expert's start noise: 1 = the trained N(0, I), 0 = always start from its mean (a deterministic plan).
+    `plan_samples` K > 1 (continuous mode; a workbench extension) integrates K start draws in one batch and keeps
+    the medoid plan (`flow_noise.medoid_index` over the executed actions, model space): every draw is returned
+    in `plan_samples_normalized` [K, H, action_dim] and the kept one's index in `plan_choice`."""
     timings: dict[str, float] = {}
     clock = _timer()
     t_start = clock["t"]
@@ -169,6 +172,9 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
         raise ValueError(f"predict_action: n_action_steps must be in 1..{horizon}, got {n_exec}")
     steps = int(num_steps or cfg.flow_matching_num_steps)
     noise_scale = check_noise_scale(noise_scale)
+    plan_samples = check_plan_samples(plan_samples)
+    if plan_samples > 1 and mode != "continuous":
+        raise ValueError(f"plan_samples: only the continuous (flow-matching) mode draws plans, not {mode!r}")
     prefix = None
     if action_prefix_normalized is not None:
         if mode != "continuous":
@@ -220,10 +226,17 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
 
         denoise = None
         action_ids = None
+        samples, choice = None, None
         if mode == "continuous":
             contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
             ctx_mask = cache.key_mask
-            x0 = torch.randn((1, horizon, cfg.max_action_dim), generator=generator, device=model.device, dtype=torch.float32)
+            if plan_samples > 1:  # one observation, K draws: the batch rows share the context
+                contexts = [(k.expand(plan_samples, -1, -1), v.expand(plan_samples, -1, -1)) for k, v in contexts]
+                ctx_mask = ctx_mask.expand(plan_samples, -1)
+                if prefix is not None:
+                    prefix = prefix.expand(plan_samples, -1, -1)
+            x0 = torch.randn((plan_samples, horizon, cfg.max_action_dim), generator=generator, device=model.device,
+                             dtype=torch.float32)
             if noise_scale != 1.0:  # drawn all the same, so a seeded run's later draws do not shift with the scale
                 x0 = x0 * noise_scale
             dim_mask = None
@@ -234,7 +247,11 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
             states = integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
                                None if dim_mask is None else dim_mask.to(model.dtype),
                                None if prefix is None else prefix.to(model.device, model.dtype))
-            denoise = torch.stack(states).float().cpu().numpy()  # [S+1, 1, H, 32]
+            denoise = torch.stack(states).float().cpu().numpy()  # [S+1, K, H, 32]
+            if plan_samples > 1:
+                samples = denoise[-1][:, :, :action_dim].copy()
+                choice = medoid_index(samples[:, :n_exec])  # judged on what will be executed
+                denoise = denoise[:, choice:choice + 1]
             normed = denoise[-1][:, :n_exec, :action_dim]
             calls["action"] = steps
             _lap(clock, timings, "action_expert_ms")
@@ -265,6 +282,8 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
         "depth_update_mask": depth["mask"] if depth is not None else None,
         "action_token_ids": action_ids,
         "denoising_states_normalized": denoise,
+        "plan_samples_normalized": samples,
+        "plan_choice": choice,
         "denoising_states": None if denoise is None else
         unnormalize_actions(denoise[:, :, :n_exec, :action_dim], meta["action_stats"], norm_mode),
         "kv_summary": [_kv_summary(cache, layer) for layer in range(cfg.text_config.num_hidden_layers)],

@@ -37,9 +37,9 @@ class NanoPolicy:
     def __init__(self, model: Any, processor: Any, *, norm_tag: str | None = None, mode: str = "continuous",
                  depth_reasoning: bool = False, action_tokenizer: Any = None, num_steps: int | None = None,
                  n_action_steps: int | None = None, seed: int | None = None, checkpoint_dir: str | None = None,
-                 carry_steps: int = 0, noise_scale: float = 1.0) -> None:
+                 carry_steps: int = 0, noise_scale: float = 1.0, plan_samples: int = 1) -> None:
         from molmoact2.models.hf import load_action_tokenizer
-        from molmoact2.models.flow_noise import check_noise_scale
+        from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples
 
         if mode not in ("continuous", "discrete"):
             raise ValueError(f"mode must be 'continuous' or 'discrete', got {mode!r}")
@@ -69,6 +69,9 @@ class NanoPolicy:
         self.noise_scale = check_noise_scale(noise_scale)
         if self.noise_scale != 1.0 and mode != "continuous":
             raise ValueError("noise_scale: only the continuous (flow-matching) mode starts from noise")
+        self.plan_samples = check_plan_samples(plan_samples)
+        if self.plan_samples != 1 and mode != "continuous":
+            raise ValueError("plan_samples: only the continuous (flow-matching) mode draws plans")
         self.dtype = str(model.dtype).removeprefix("torch.")  # reported by `molmoact2 serve`'s health JSON
         self.name = f"nano[{norm_tag}{', think' if depth_reasoning else ''}{', discrete' if mode == 'discrete' else ''}]"
         self.reset()
@@ -101,7 +104,8 @@ class NanoPolicy:
             num_steps=self.num_steps, n_action_steps=self.n_action_steps, generator=self._generator,
             normalize_language=True, enable_cuda_graph=False, return_dict=True,
             **({} if prefix is None else {"action_prefix_normalized": prefix}),
-            **({} if self.noise_scale == 1.0 else {"noise_scale": self.noise_scale}))
+            **({} if self.noise_scale == 1.0 else {"noise_scale": self.noise_scale}),
+            **({} if self.plan_samples == 1 else {"plan_samples": self.plan_samples}))
         if self.depth_reasoning:
             self._depth_cache = out["depth_cache"]
         gen = out["generated_token_ids"]
@@ -135,6 +139,11 @@ class NanoPolicy:
         )
         if carry is not None:
             step.info["carry"] = carry
+        if out.get("plan_choice") is not None:  # which of the K draws was kept, and how far the draws spread
+            samples = out["plan_samples_normalized"][:, :actions.shape[0]]
+            spread = np.sqrt(((samples - samples[out["plan_choice"]]) ** 2).sum(axis=(1, 2)))
+            step.info["plan_samples"] = {"k": int(len(samples)), "choice": int(out["plan_choice"]),
+                                         "distance_to_kept_normalized": spread.round(4).tolist()}
         self._index += 1
         return step
 

@@ -115,6 +115,8 @@ def test_medoid_index_picks_the_central_plan_and_never_a_broken_one():
     assert medoid_index(np.array([[[3.0]]])) == 0
     plans_nan = np.array([[np.nan], [9.0], [1.0], [1.1]])[:, None]
     assert medoid_index(plans_nan) == 3  # the NaN draw is left out, not averaged in: 1.1 is the middle
+    with pytest.raises(ValueError, match="expected at least one plan"):
+        medoid_index(np.zeros((0, 3, 2)))
     with pytest.raises(ValueError, match="every plan has a non-finite value"):
         medoid_index(np.full((2, 1, 1), np.nan))
 

@@ -596,3 +596,69 @@ def test_grasp_probe_sees_the_expert_grasp_without_shoving(capsys):
     assert float(rows["object shoved across the table by the close (cm), median"][1].split()[0]) < 2.0
     assert rows["at the first close"] == ["nano", "expert"]
     assert rows["touched the object at some tick"][0] in ("0/1", "1/1")  # the policy's episode was watched too
+
+
+def _camera_probe():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_camera_reliance.py"
+    spec = importlib.util.spec_from_file_location("probe_camera_reliance", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    return probe
+
+
+def test_camera_swap_greys_or_freezes_one_camera_and_leaves_the_world_alone():
+    """scripts/probe_camera_reliance.py's CameraSwap in a real world: `*_grey` shows mid-grey, `*_frozen` the
+    episode's first picture while the real one changes as the arm moves, the other camera and the state untouched;
+    a reset takes a new first picture; an unknown mode or camera is refused."""
+    from molmoact2.sim import make_env
+
+    probe = _camera_probe()
+    with pytest.raises(ValueError, match="expected one of"):
+        probe.CameraSwap(None, "wrist_blurred")
+    env = make_env("touch", image_size=48, depth=False, segmentation=False)
+    try:
+        expert_chunk = None
+        for mode in ("wrist_grey", "wrist_frozen", "front_frozen"):
+            swap = probe.CameraSwap(env, mode)
+            obs, _ = swap.reset(seed=10000)
+            first = {c: f.rgb.copy() for c, f in env.observe().cameras.items()}
+            if expert_chunk is None:
+                expert_chunk = env.expert().act(obs)
+            for action in expert_chunk[:20]:
+                obs, *_ = swap.step(action)
+            real = env.observe()
+            camera, other = ("wrist", "front") if mode.startswith("wrist") else ("front", "wrist")
+            assert np.array_equal(obs.state, real.state) and np.array_equal(obs.cameras[other].rgb, real.cameras[other].rgb)
+            if mode.endswith("grey"):
+                assert (obs.cameras[camera].rgb == probe.GREY).all()
+            else:
+                assert not np.array_equal(real.cameras[camera].rgb, first[camera])  # the arm moved in the picture
+                assert np.array_equal(swap.observe().cameras[camera].rgb, first[camera])
+                swap.reset(seed=10001)  # another layout: its own first picture
+                assert np.array_equal(swap.observe().cameras[camera].rgb, env.observe().cameras[camera].rgb)
+        with pytest.raises(ValueError, match="no 'front' camera"):
+            probe.CameraSwap(make_env("touch", image_size=48, cameras=("wrist",), depth=False, segmentation=False),
+                             "front_grey").reset(seed=0)
+    finally:
+        env.close()
+
+
+def test_camera_probe_prints_a_row_per_task_and_mode(capsys, tmp_path):
+    """The probe's table and JSON on one touch layout, the shipped Nano with both cameras and with the front grey."""
+    import json
+    from pathlib import Path
+
+    probe = _camera_probe()
+    out = tmp_path / "cams.json"
+    probe.main(["--checkpoint", str(Path(__file__).resolve().parents[1] / "assets" / "nano"), "--seeds", "1",
+                "--tasks", "touch", "--modes", "none,front_grey", "--out", str(out)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| touch |")]
+    assert [line.split("|")[2].strip() for line in lines] == ["none", "front_grey"]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["none", "front_grey"] and all(r["episodes"] == 1 for r in rows)
+    assert all(0 < r["closest_cm_median"] < 100 for r in rows)
+    with pytest.raises(SystemExit):
+        probe.main(["--modes", "none,side_grey"])

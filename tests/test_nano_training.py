@@ -256,6 +256,37 @@ def test_state_noise_blurs_robot_examples_states_only_when_asked(data, data_dir,
         _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--state-noise", "-0.1"])
 
 
+def test_front_dropout_blanks_plain_action_examples_front_image_only_when_asked(data, data_dir, tmp_path):
+    """--front-dropout P: a plain action example's front image is mid-grey with probability P (the wrist image,
+    state and chunk as they were; its grounding cells dropped with the picture); depth_action and questions keep
+    theirs; with 0 the random stream is a run's without the option."""
+    plain = [data.example_inputs("action", np.random.default_rng(s)) for s in range(200)]
+    data.front_dropout = 0.5
+    try:
+        dropped = [data.example_inputs("action", np.random.default_rng(s)) for s in range(200)]
+        depth_action = [data.example_inputs("depth_action", np.random.default_rng(s)) for s in range(50)]
+    finally:
+        data.front_dropout = 0.0
+    assert [data.example_inputs("action", np.random.default_rng(s))["images"][0].tolist() for s in range(3)] == \
+        [p["images"][0].tolist() for p in plain[:3]]
+    grey = [bool((np.asarray(d["images"][0]) == 128).all()) for d in dropped]
+    assert 0.35 < np.mean(grey) < 0.65, np.mean(grey)
+    assert not any((np.asarray(p["images"][0]) == 128).all() for p in plain)
+    for d, p, g in zip(dropped, plain, grey):
+        assert np.array_equal(d["images"][1], p["images"][1]) and np.array_equal(d["actions"], p["actions"])
+        assert np.array_equal(d["state"], p["state"]) and np.asarray(d["images"][0]).shape == np.asarray(p["images"][0]).shape
+        if not g:
+            assert np.array_equal(d["images"][0], p["images"][0])
+    assert not any((np.asarray(d["images"][0]) == 128).all() for d in depth_action)
+    masked = {**plain[0], "ground_mask": np.ones((48, 48), bool), "reach_xy": np.zeros(2)}
+    assert not {"ground_mask", "reach_xy"} & set(data.without_front(masked))
+    out = tmp_path / "fd"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "1", "--front-dropout", "0.5"]) == 0
+    assert json.loads((out / "training_args.json").read_text())["config"]["front_dropout"] == 0.5
+    with pytest.raises(ValueError, match="expected a probability"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--front-dropout", "1.5"])
+
+
 def test_ordinal_state_rows_are_similar_near_and_different_far():
     from molmoact2.models.nano.state_embedding import ordinal_rows
 

@@ -95,6 +95,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--state-noise", type=float, default=0.0, metavar="F",
                    help="Gaussian noise on every robot example's state before binning, as a fraction of each "
                         "joint's 1-99%% range (0 = off): a blurred state cannot stand in for the pictures")
+    n.add_argument("--front-dropout", type=float, default=0.0, metavar="P",
+                   help="blank a plain action example's front image (mid-grey) with probability P (0 = off): "
+                        "the wrist camera then has to carry the reach")
     n.add_argument("--ground-weight", type=float, default=0.0, metavar="W",
                    help="grounding loss weight (0 = off): while a pointing answer's coordinates are written, one "
                         "attention head is trained to look at the image tokens covering the named object")
@@ -237,6 +240,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
                       expert_only=args.expert_only,
                       ordinal_state=args.ordinal_state, state_noise=args.state_noise,
+                      front_dropout=args.front_dropout,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,
                       reach_weight=args.reach_weight, reach_layer=args.reach_layer,

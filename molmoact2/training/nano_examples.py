@@ -86,6 +86,7 @@ class NanoTrainData:
         self.reach = False  # True: action examples carry the instruction's object's centre (use_reach())
         self.reach_stats: tuple[np.ndarray, np.ndarray] | None = None
         self.state_noise = 0.0  # > 0: robot examples' states get Gaussian noise of this fraction of each joint's range
+        self.front_dropout = 0.0  # > 0: action examples' front image is blanked with this probability
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -218,6 +219,18 @@ class NanoTrainData:
         kw = self.frame_inputs(style, e, f)
         if self.state_noise > 0:  # drawn only when asked, so every other run's random stream is unchanged
             kw["state"] = self.noisy_state(kw["state"], rng)
+        if self.front_dropout > 0 and style == "action" and rng.random() < self.front_dropout:
+            kw = self.without_front(kw)
+        return kw
+
+    @staticmethod
+    def without_front(kw: dict[str, Any]) -> dict[str, Any]:
+        """The example with its front image mid-grey: only the wrist camera, the words and the state are left to
+        say where the arm should go. Only plain action examples (a depth_action example's depth codes describe the
+        front image). The front-image targets (grounding cells, reach) go with the picture they point into."""
+        front = np.asarray(kw["images"][0])
+        kw = {k: v for k, v in kw.items() if k not in ("ground_mask", "reach_xy")}
+        kw["images"] = [np.full_like(front, 128), *kw["images"][1:]]
         return kw
 
     def use_reach(self) -> None:

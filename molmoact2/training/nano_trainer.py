@@ -80,6 +80,11 @@ class TrainConfig:
     # range (0 = off). Why: a model that reads the state exactly can predict the next actions from where the arm
     # already is and learn less from the pictures (the "copycat" shortcut); a blurred state keeps it honest.
     state_noise: float = 0.0
+    # Probability that a plain action example's front image is blanked (mid-grey; 0 = off). Why: a grey wrist
+    # camera in the closed loop changed nothing (where to go comes from the front view, ~3 px per object at 96 px;
+    # scripts/probe_camera_reliance.py), while the wrist view shows the named object large between the jaws for the last centimetres.
+    # Measured worse (docs/nano_experiments.md#camera-reliance): the words are followed less; an option only.
+    front_dropout: float = 0.0
     # Grounding loss (models/nano/grounding.py): weight (0 = off), and which layer's head is told where the named
     # object is while the point's coordinates are written.
     ground_weight: float = 0.0
@@ -299,6 +304,12 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
     if not 0.0 <= cfg.state_noise <= 1.0:
         raise ValueError(f"state_noise (--state-noise): expected 0..1 of a joint's range, got {cfg.state_noise}")
     data.state_noise = cfg.state_noise
+    if not 0.0 <= cfg.front_dropout <= 1.0:
+        raise ValueError(f"front_dropout (--front-dropout): expected a probability 0..1, got {cfg.front_dropout}")
+    if cfg.front_dropout > 0 and cfg.mix.action <= 0:
+        raise ValueError("front_dropout (--front-dropout) blanks plain action examples, and --mix has action=0: "
+                         "give the action style a share")
+    data.front_dropout = cfg.front_dropout
     data.ground_first = cfg.ground_actions_first
     if cfg.expert_only:
         if cfg.mix.depth > 0 or cfg.mix.qa > 0:

@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from molmoact2.sim.progress import ProgressWatch  # noqa: E402  (numpy only: cheap)
+from molmoact2.training.nano_examples import GREY_UINT8  # noqa: E402  (the grey training blanks with)
 
 MODES = ("none", "wrist_grey", "wrist_frozen", "front_grey", "front_frozen")
-GREY = 128
 
 
 class CameraSwap:
@@ -55,7 +55,7 @@ class CameraSwap:
             raise ValueError(f"mode {self.mode}: the env has no {camera!r} camera (has {list(obs.cameras)})")
         frame = obs.cameras[camera]
         if how == "grey":
-            rgb = np.full_like(frame.rgb, GREY)
+            rgb = np.full_like(frame.rgb, GREY_UINT8)
         else:
             if self._first is None:  # the episode's first picture, kept until the next reset
                 self._first = frame.rgb.copy()

@@ -55,13 +55,16 @@ def test_records_on_different_seeds_are_refused():
         compare(_record({"touch": [True]}), _record({"touch": [True]}, first_seed=10050))
 
 
-def test_records_with_another_replanning_rate_are_refused():
+def test_records_with_another_replanning_rate_compare_and_say_so():
+    from molmoact2.evaluation.compare import to_markdown
+
     new = _record({"touch": [True]})
-    new["config"]["n_action_steps"] = 5  # records written before the setting existed carry none: the default
-    with pytest.raises(ValueError, match="n_action_steps"):
-        compare(_record({"touch": [True]}), new)
-    new["config"]["n_action_steps"] = None
-    assert compare(_record({"touch": [True]}), new)["rows"]
+    new["config"]["n_action_steps"] = 5  # records written before the setting was resolved carry None: 15
+    result = compare(_record({"touch": [True]}), new)
+    assert result["n_action_steps"] == (15, 5)
+    assert "executed for 15 ticks in old and 5 in new" in to_markdown(result)
+    new["config"]["n_action_steps"] = 15
+    assert "executed for" not in to_markdown(compare(_record({"touch": [True]}), new))
 
 
 def test_records_with_another_noise_seed_compare_and_say_so():

@@ -100,6 +100,11 @@ def test_one_checkpoint_under_two_settings_but_not_two_changes_at_once():
     assert "One set of weights under two settings: noise_scale 1.0 (old) vs 0.0 (new)." in to_markdown(result)
     medoid = draws({0: [True, True, True], 1: [True, False, True]}, "ab" * 32, plan_samples=8)
     assert compare_draws(trained, medoid)["settings"] == {"plan_samples": (1, 8)}
+    # actions per query: a record without it (None, from before it was resolved) executed 15
+    whole = draws({0: [True, True, True], 1: [True, False, True]}, "ab" * 32, n_action_steps=30)
+    assert compare_draws(trained, whole)["settings"] == {"n_action_steps": (15, 30)}
+    explicit = draws({0: [True, True, True], 1: [True, False, True]}, "ab" * 32, n_action_steps=15)
+    assert compare_draws(trained, explicit)["settings"] == {}
     # other weights AND another setting: which one made the difference? refused
     other = draws({0: [True, True, False], 1: [True, True, False]}, "cd" * 32, noise_scale=0.0)
     with pytest.raises(ValueError, match=r"differ in their weights and in how they were run .*'noise_scale': \(1.0, 0.0\)"):

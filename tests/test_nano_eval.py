@@ -231,8 +231,8 @@ def test_training_layouts_run_on_the_training_seeds_and_cache_and_say_so(heldout
 
 
 def test_eval_replans_every_n_action_steps(tmp_path):
-    """--n-action-steps 5: the policy is asked again every 5 ticks, not 15 (and --noise-seed and --num-steps are
-    kept; without --num-steps the record names the checkpoint's own Euler steps)."""
+    """--n-action-steps 5: the policy is asked again every 5 ticks, not the checkpoint's 30 (and --noise-seed and --num-steps are
+    kept; without them the record names the checkpoint's own Euler steps and actions per query)."""
     from molmoact2.cli import main
     from molmoact2.evaluation.nano_eval import EvalConfig
     from molmoact2.models.nano.factory import make_random_checkpoint
@@ -246,13 +246,27 @@ def test_eval_replans_every_n_action_steps(tmp_path):
                     + (["--n-action-steps", str(n), "--noise-seed", "3", "--num-steps", "3"] if n else [])) == 0
         rec = json.loads(out.read_text())
         (roll,) = rec["rollouts"]
-        assert rec["config"]["n_action_steps"] == n
+        assert rec["config"]["n_action_steps"] == (n or 30)  # the random checkpoint's norm stats say 30
         assert rec["config"]["seed"] == (3 if n else 0)  # --noise-seed reaches the policies' config
         assert rec["config"]["num_steps"] == (3 if n else 10)  # the random checkpoint's config says 10
         chunks[n] = (roll["chunks"], roll["ticks"])
-    assert chunks[5][0] == -(-chunks[5][1] // 5) and chunks[None][0] == -(-chunks[None][1] // 15)
+    assert chunks[5][0] == -(-chunks[5][1] // 5) and chunks[None][0] == -(-chunks[None][1] // 30)
     with pytest.raises(ValueError, match="n_action_steps: expected 1..30"):
         EvalConfig(checkpoint=str(tmp_path), n_action_steps=0)
+
+
+def test_checkpoint_action_steps_reads_the_one_norm_tag(tmp_path):
+    from pathlib import Path
+
+    from molmoact2.evaluation.nano_eval import checkpoint_action_steps
+
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "nano"
+    assert checkpoint_action_steps(str(shipped)) == 30  # the shipped default since 2026-12-05
+    for tags, what in (({"a": {"n_action_steps": 15}, "b": {"n_action_steps": 15}}, "one norm tag"),
+                       ({"a": {"n_action_steps": 31}}, "31"), ({"a": {}}, "None")):
+        (tmp_path / "norm_stats.json").write_text(json.dumps({"metadata_by_tag": tags}))
+        with pytest.raises(ValueError, match=what):
+            checkpoint_action_steps(str(tmp_path))
 
 
 def test_eval_workers_integrate_with_the_asked_flow_steps(tmp_path):
@@ -633,7 +647,7 @@ def test_camera_swap_greys_or_freezes_one_camera_and_leaves_the_world_alone():
             camera, other = ("wrist", "front") if mode.startswith("wrist") else ("front", "wrist")
             assert np.array_equal(obs.state, real.state) and np.array_equal(obs.cameras[other].rgb, real.cameras[other].rgb)
             if mode.endswith("grey"):
-                assert (obs.cameras[camera].rgb == probe.GREY).all()
+                assert (obs.cameras[camera].rgb == probe.GREY_UINT8).all()
             else:
                 assert not np.array_equal(real.cameras[camera].rgb, first[camera])  # the arm moved in the picture
                 assert np.array_equal(swap.observe().cameras[camera].rgb, first[camera])

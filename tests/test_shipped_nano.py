@@ -64,8 +64,12 @@ def test_every_mode_on_a_held_out_scene(policy):
 
     env, obs = _scene("pick_place", SEEDS[0])
     low, high = env.action_low, env.action_high
+    # actions executed per query: the norm stats' n_action_steps (30 of 30 since 2026-12-05, README "Executing
+    # the whole chunk")
+    n_exec = policy.model.norm_stats["metadata_by_tag"]["so101_sim_molmoact2"]["n_action_steps"]
+    assert n_exec == 30
     cont = policy.predict(obs)
-    assert cont.actions.shape == (15, 6) and np.isfinite(cont.actions).all()
+    assert cont.actions.shape == (n_exec, 6) and np.isfinite(cont.actions).all()
     assert ((cont.actions >= low - 5) & (cont.actions <= high + 5)).all()
     # noise + one state per Euler step: the shipped config's 5 (README "Five Euler steps instead of ten")
     assert cont.denoising_states.shape[0] == policy.model.config.flow_matching_num_steps + 1 == 6
@@ -78,8 +82,8 @@ def test_every_mode_on_a_held_out_scene(policy):
     decoded = []
     for seed in SEEDS[:3]:
         other_env, other = _scene("pick_place", seed)
-        expert = other_env.expert(chunk_size=15)
-        for _ in range(6):  # query every 15 ticks, as the closed loop does
+        expert = other_env.expert(chunk_size=n_exec)
+        for _ in range(3):  # query every n_exec ticks, as the closed loop does
             target = expert.predict(other).actions
             try:
                 decoded.append((disc.predict(other), target))
@@ -92,9 +96,9 @@ def test_every_mode_on_a_held_out_scene(policy):
     span = np.asarray(model.norm_stats["metadata_by_tag"]["so101_sim_molmoact2"]["action_stats"]["q99"]) - \
         np.asarray(model.norm_stats["metadata_by_tag"]["so101_sim_molmoact2"]["action_stats"]["q01"])
     for step, _ in decoded:
-        assert step.actions.shape == (15, 6) and len(step.action_token_ids) > 3
-    # mean error vs the expert's own next 15 actions, in joint ranges (eval: 16%; a random chunk: ~50%)
-    # (the expert's last chunk of an episode may be shorter than 15)
+        assert step.actions.shape == (n_exec, 6) and len(step.action_token_ids) > 3
+    # mean error vs the expert's own next actions, in joint ranges (eval, over 15: 16%; a random chunk: ~50%)
+    # (the expert's last chunk of an episode may be shorter)
     error = np.mean([np.mean(np.abs(step.actions[:len(t)] - t) / span) for step, t in decoded])
     assert error < 0.3, error
 

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(words vs layout: does the arm follow the words?)")
     n.add_argument("--action-tokenizer", default=None, help="OpenFAST directory (default assets/openfast_so101_sim)")
     n.add_argument("--n-action-steps", type=int, default=None, metavar="N",
-                   help="actions executed per policy query (default: the checkpoint's, 15 of 30 for Nano)")
+                   help="actions executed per policy query (default: the checkpoint's norm stats; recorded)")
     n.add_argument("--num-steps", type=int, default=None, metavar="N",
                    help="Euler steps of the flow expert (default: the checkpoint's flow_matching_num_steps; recorded)")
     n.add_argument("--carry-steps", type=int, default=0, metavar="K",

@@ -20,12 +20,14 @@ from molmoact2.evaluation.report import own_rollouts, summary_of
 # Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
 # The policies' noise seed ("seed") may differ: both draws estimate the same rates, and a record run again with
 # another noise seed is how one sees how much of a per-layout outcome is luck (the paired table says so).
-_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "on_limit",
-                "n_action_steps")
+_SAME_CONFIG = ("tasks", "modes", "seeds_per_task", "first_seed", "image_size", "max_questions", "on_limit")
 _Z95 = 1.959964
 # Records written before `eval nano` recorded the flow expert's Euler steps were all integrated with 10: every
 # Nano checkpoint until then had flow_matching_num_steps = 10 (the factory's default).
 LEGACY_FLOW_STEPS = 10
+# Records written before `eval nano` resolved the checkpoint's actions per query left it as None: every Nano
+# checkpoint until then executed 15 of its 30 actions (the norm stats' n_action_steps).
+LEGACY_ACTION_STEPS = 15
 
 
 def flow_steps(record: dict[str, Any]) -> int:
@@ -44,6 +46,11 @@ def noise_scale(record: dict[str, Any]) -> float:
     return 1.0 if value is None else float(value)
 
 
+def action_steps(record: dict[str, Any]) -> int:
+    """Actions executed per policy query (`eval nano --n-action-steps`, else the checkpoint's norm stats)."""
+    return int(record.get("config", {}).get("n_action_steps") or LEGACY_ACTION_STEPS)
+
+
 def plan_samples(record: dict[str, Any]) -> int:
     """Start draws per flow call, the medoid kept (`eval nano --plan-samples`); records from before: 1."""
     return int(record.get("config", {}).get("plan_samples") or 1)
@@ -52,7 +59,7 @@ def plan_samples(record: dict[str, Any]) -> int:
 def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
     """How the record's policy turned one observation into actions, beyond its weights."""
     return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record),
-            "plan_samples": plan_samples(record)}
+            "plan_samples": plan_samples(record), "n_action_steps": action_steps(record)}
 
 
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
@@ -152,7 +159,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return {"rows": [r for r in rows if r], "paired": paired,
             "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new)),
             "carry_steps": (carry_steps(old), carry_steps(new)), "noise_scale": (noise_scale(old), noise_scale(new)),
-            "plan_samples": (plan_samples(old), plan_samples(new))}
+            "plan_samples": (plan_samples(old), plan_samples(new)),
+            "n_action_steps": (action_steps(old), action_steps(new))}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -188,6 +196,10 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if samples[0] != samples[1]:
         lines.append(f"\nEach flow call drew {samples[0]} plan(s) in {old_name} and {samples[1]} in {new_name}, "
                      f"keeping the medoid (`--plan-samples`; 1 = one draw).")
+    executed = result.get("n_action_steps", (LEGACY_ACTION_STEPS, LEGACY_ACTION_STEPS))
+    if executed[0] != executed[1]:
+        lines.append(f"\nEach query's plan was executed for {executed[0]} ticks in {old_name} and {executed[1]} in "
+                     f"{new_name} (`--n-action-steps`).")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

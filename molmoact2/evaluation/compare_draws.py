@@ -26,7 +26,7 @@ from molmoact2.evaluation.luck import check_draws, checkpoint_paths
 from molmoact2.evaluation.report import own_rollouts
 
 # Settings that must match between the two sides for their layouts to be the same layouts, run the same way.
-_SAME_LAYOUTS = ("tasks", "seeds_per_task", "first_seed", "image_size", "on_limit", "n_action_steps")
+_SAME_LAYOUTS = ("tasks", "seeds_per_task", "first_seed", "image_size", "on_limit")
 _Z95 = 1.959964
 
 
@@ -52,7 +52,8 @@ def _check_sides(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
 
 
 def setting_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
-    """Inference settings (Euler steps, carry-over, start-noise scale, plan samples) that differ between the sides."""
+    """Inference settings (Euler steps, carry-over, start-noise scale, plan samples, actions per query) that differ
+    between the sides."""
     a, b = inference_settings(old[0]), inference_settings(new[0])
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 

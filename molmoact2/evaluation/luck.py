@@ -25,7 +25,7 @@ from molmoact2.evaluation.report import own_rollouts
 
 # What must match for the records to be draws of the same thing (modes and spatial questions may differ:
 # each rollout seeds its own randomness, so a mode's episodes do not depend on what else the record ran).
-_SAME = ("tasks", "seeds_per_task", "first_seed", "image_size", "on_limit", "n_action_steps")
+_SAME = ("tasks", "seeds_per_task", "first_seed", "image_size", "on_limit")
 
 
 def checkpoint_paths(records: list[dict[str, Any]]) -> list[str]:

@@ -43,8 +43,8 @@ class EvalConfig:
     # Also run every rollout's layout once more with the instruction naming another of its objects: does the
     # arm follow the words, or go where the picture alone suggests? (report: "words vs layout")
     swap_targets: bool = False
-    # Actions executed per policy query (None: the checkpoint's norm stats, 15 of 30 for Nano). Fewer means the
-    # policy looks again sooner (more queries per episode, slower evaluation).
+    # Actions executed per policy query (None: the checkpoint's norm stats' n_action_steps). Fewer means the
+    # policy looks again sooner (more queries per episode, slower evaluation). `evaluate` records the number used.
     n_action_steps: int | None = None
     # Euler steps of the flow expert (None: the checkpoint's `flow_matching_num_steps`). `evaluate` records the
     # number actually used, so a record says how its actions were integrated even after a config changes.
@@ -203,6 +203,21 @@ def checkpoint_flow_steps(checkpoint: str) -> int:
     return steps
 
 
+def checkpoint_action_steps(checkpoint: str) -> int:
+    """Actions a checkpoint's policy executes per query by default (its norm stats' `n_action_steps`; Nano
+    checkpoints carry one norm tag, as `NanoPolicy` requires without `norm_tag=`)."""
+    import json
+
+    path = Path(checkpoint) / "norm_stats.json"
+    found = {tag: meta.get("n_action_steps")
+             for tag, meta in json.loads(path.read_text()).get("metadata_by_tag", {}).items()}
+    values = list(found.values())
+    if len(values) != 1 or not isinstance(values[0], int) or not 1 <= values[0] <= 30:
+        raise ValueError(f"{path}: expected one norm tag with n_action_steps in 1..30 (the action horizon), "
+                         f"got {found}")
+    return values[0]
+
+
 def weights_sha256(checkpoint: str) -> str | None:
     """Digest of the checkpoint's weights file: records of one set of weights under another path (a run's /tmp
     directory, then `assets/nano`) are recognised as the same weights by `eval luck` and `eval compare-draws`."""
@@ -230,6 +245,8 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
         raise FileNotFoundError(f"eval: {cfg.checkpoint} is not a Nano checkpoint directory (no config.json)")
     if cfg.num_steps is None:
         cfg = replace(cfg, num_steps=checkpoint_flow_steps(cfg.checkpoint))
+    if cfg.n_action_steps is None:  # recorded as used, so records stay comparable if the default changes
+        cfg = replace(cfg, n_action_steps=checkpoint_action_steps(cfg.checkpoint))
     meta, questions = _check_heldout(cfg)
     items = work_items(cfg, meta, questions)
     t0 = time.perf_counter()

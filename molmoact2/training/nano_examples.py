@@ -30,6 +30,8 @@ import numpy as np
 from molmoact2.training.nano_data import load_meta
 
 STYLE_ORDER = ("action", "depth", "depth_action", "qa")
+# A blanked camera picture (front dropout here, the camera probe's grey mode): mid-grey, the no-information value.
+GREY_UINT8 = 128
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ class NanoTrainData:
         front image). The front-image targets (grounding cells, reach) go with the picture they point into."""
         front = np.asarray(kw["images"][0])
         kw = {k: v for k, v in kw.items() if k not in ("ground_mask", "reach_xy")}
-        kw["images"] = [np.full_like(front, 128), *kw["images"][1:]]
+        kw["images"] = [np.full_like(front, GREY_UINT8), *kw["images"][1:]]
         return kw
 
     def use_reach(self) -> None:

@@ -82,7 +82,8 @@ class TrainConfig:
     state_noise: float = 0.0
     # Probability that a plain action example's front image is blanked (mid-grey; 0 = off). Why: a grey wrist
     # camera in the closed loop changed nothing (where to go comes from the front view, ~3 px per object at 96 px;
-    # scripts/probe_camera_reliance.py), while the wrist view shows the named object large between the jaws for the last centimetres.
+    # scripts/probe_camera_reliance.py), while the wrist view shows the named object large between the jaws for
+    # the last centimetres.
     # Measured worse (docs/nano_experiments.md#camera-reliance): the words are followed less; an option only.
     front_dropout: float = 0.0
     # Grounding loss (models/nano/grounding.py): weight (0 = off), and which layer's head is told where the named

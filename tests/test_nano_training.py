@@ -477,20 +477,22 @@ def test_wrong_way_pairs_start_where_the_opposite_words_expert_left_the_arm(tmp_
 
 
 def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path, capsys):
-    """--takeover-policy: the shipped Nano drives 2 chunks, then the expert finishes; only its part is recorded."""
+    """--takeover-policy: the shipped Nano drives 2 chunks of 15 ticks (--takeover-chunk-ticks; its own chunks are 30,
+    which finish a touch alone), then the expert finishes; only its part is recorded."""
     from molmoact2.cli import main
     from molmoact2.sim import make_env
 
     out = tmp_path / "takeover"
     assert main(["train", "data", "--out", str(out), "--episodes-per-task", "1", "--tasks", "touch",
                  "--first-seed", "300", "--takeover-policy", "nano", "--takeover-chunks", "2",
+                 "--takeover-chunk-ticks", "15",
                  "--render-size", str(RENDER), "--store-size", "64", "--qa-frames-per-episode", "1"]) == 0
     printed = capsys.readouterr().out
     meta = json.loads((out / "meta.json").read_text())
     (ep,) = meta["episodes"]
     info = ep["takeover"]
     assert info["policy"] == "nano" and info["ended"] is None
-    assert info["policy_chunks"] == 2 and info["policy_ticks"] == 30  # 2 chunks of the checkpoint's 15 steps
+    assert info["policy_chunks"] == 2 and info["policy_ticks"] == 30  # 2 chunks of 15 ticks
     assert sum(meta["takeover_endings"].values()) == ep["seed"] - 300 + 1 and meta["takeover_endings"]["taken_over"]
     assert "takeover: the policy's parts ended" in printed
     states = np.load(out / ep["file"])["state"]
@@ -508,6 +510,9 @@ def test_takeover_records_the_expert_from_where_the_policy_left_the_arm(tmp_path
         main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-near-cm", "400"])
     with pytest.raises(ValueError, match="expected N or MIN-MAX"):
         main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunks", "a"])
+    with pytest.raises(ValueError, match=r"takeover chunk ticks: expected 1..30"):
+        main(["train", "data", "--out", str(tmp_path / "bad"), "--takeover-policy", "nano", "--takeover-chunk-ticks",
+              "31"])
 
 
 def test_expert_run_continues_without_reset_only_without_a_target():
@@ -927,9 +932,13 @@ def test_takeover_near_hands_over_where_the_jaw_reaches_the_object():
     try:
         env.reset(300)
         home_gap = jaw_to_target_m(env)
-        far = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=3, near_m=0.9))(env, 300)
+        # 15-tick chunks: the shipped Nano's own 30 finish a touch within two
+        far = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=3, near_m=0.9,
+                                          n_action_steps=15))(env, 300)
         assert far["ended"] is None and far["policy_chunks"] == 1  # already within 90 cm after one chunk
-        tiny = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=2, near_m=1e-4))(env, 300)
+        assert far["policy_ticks"] == 15
+        tiny = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=2, near_m=1e-4,
+                                           n_action_steps=15))(env, 300)
         assert tiny["policy_chunks"] == 2 or tiny["ended"] is not None
         assert tiny["jaw_to_target_m"] == pytest.approx(jaw_to_target_m(env), abs=1e-4)
         assert 0.05 < home_gap < 0.5  # the jaw starts well away from the object: the measure is not always ~0

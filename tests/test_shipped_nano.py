@@ -64,8 +64,8 @@ def test_every_mode_on_a_held_out_scene(policy):
 
     env, obs = _scene("pick_place", SEEDS[0])
     low, high = env.action_low, env.action_high
-    # actions executed per query: the norm stats' n_action_steps (30 of 30 since 2026-12-05, README "Executing
-    # the whole chunk")
+    # actions executed per query: the norm stats' n_action_steps (30 of 30 since 2026-12-05,
+    # docs/nano_experiments.md#whole-chunk)
     n_exec = policy.model.norm_stats["metadata_by_tag"]["so101_sim_molmoact2"]["n_action_steps"]
     assert n_exec == 30
     cont = policy.predict(obs)

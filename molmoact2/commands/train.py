@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hand over at the first chunk boundary (from MIN chunks on) where the jaw is within CM "
                         "of the named object's centre (3-D), else after MAX chunks (0 = off: a drawn chunk count)")
     d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
+    d.add_argument("--takeover-chunk-ticks", type=int, default=None, metavar="N",
+                   help="ticks the roll-in policy executes per chunk (default: its own n_action_steps; the shipped "
+                        "Nano's is 30 since 2026-12-05, the DAgger rounds 1-5 drove 15)")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(handler=run_data)
 
@@ -159,7 +162,8 @@ def run_data(args: argparse.Namespace) -> int:
                              f"{args.takeover_near_cm}")
         lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
         takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
-                                  depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100)
+                                  depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100,
+                                  n_action_steps=args.takeover_chunk_ticks)
     wrong_way = None
     if args.wrong_way_ticks:
         wrong_way = parse_range(args.wrong_way_ticks, "--wrong-way-ticks", "ticks of the opposite word's expert")

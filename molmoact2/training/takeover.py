@@ -51,10 +51,16 @@ class TakeoverConfig:
     # descends and closes (tick ~90), so a horizontal test hands over as early as a drawn count.
     near_m: float = 0.0
     threads: int = 1  # torch threads for the policy: data builds are usually run several at once
+    # Ticks the policy executes per chunk (None: its own norm stats' n_action_steps). Why settable: a chunk is
+    # the unit of the hand-over, and the shipped Nano's went from 15 to 30 ticks on 2026-12-05; the DAgger rounds
+    # 1-5 drove 15.
+    n_action_steps: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_chunks <= self.max_chunks:
             raise ValueError(f"takeover chunks: expected 1 <= min <= max, got {self.min_chunks}-{self.max_chunks}")
+        if self.n_action_steps is not None and not 1 <= self.n_action_steps <= 30:
+            raise ValueError(f"takeover chunk ticks: expected 1..30 (the action horizon), got {self.n_action_steps}")
         if not 0.0 <= self.near_m < 1.0:
             raise ValueError(f"takeover near: expected a distance in metres in [0, 1), got {self.near_m}")
 
@@ -79,7 +85,8 @@ class PolicyRollIn:
 
         torch.set_num_threads(cfg.threads)
         self.cfg = cfg
-        self.policy = load_policy(cfg.policy, depth_reasoning=cfg.depth_reasoning, seed=cfg.seed)
+        self.policy = load_policy(cfg.policy, depth_reasoning=cfg.depth_reasoning, seed=cfg.seed,
+                                  n_action_steps=cfg.n_action_steps)
         self.counts: Counter[str] = Counter()
         self.last: dict[str, Any] = {}
 

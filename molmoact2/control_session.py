@@ -272,7 +272,15 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
             opts["depth_reasoning"] = True
     if kind == "checkpoint":
         opts["trust_remote_code"] = config.trust_remote_code
-    return load_policy(config.policy_spec.strip(), **opts)
+    policy = load_policy(config.policy_spec.strip(), **opts)
+    meta = getattr(policy, "meta", {}) if config.carry_steps else {}
+    if meta and int(meta.get("n_action_steps") or 0) >= int(meta.get("action_horizon") or 30):
+        # Carrying pins the next chunk to the unexecuted rest of the plan: a checkpoint that executes its whole
+        # plan (the shipped Nano since 2026-12-05) has none, so the option would do nothing; say so instead.
+        raise ValueError(f"Carry steps: this checkpoint executes its whole plan per query (n_action_steps "
+                         f"{meta.get('n_action_steps')} of {meta.get('action_horizon')}), so nothing is left to carry "
+                         f"over; set Carry steps to 0")
+    return policy
 
 
 def annotate_step(step: Step, env: Any) -> None:

@@ -290,7 +290,10 @@ def test_carry_steps_reach_nano_only_and_the_steps_say_what_was_carried(tmp_path
     from app.tabs.control import _bad_input, _config
     from molmoact2.models.nano.factory import make_random_checkpoint
 
-    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    from molmoact2.models.nano.factory import default_norm_stats
+
+    # executing 15 of 30 leaves a rest of each plan to carry (a checkpoint executing its whole plan is refused below)
+    ckpt = make_random_checkpoint(tmp_path / "nano_random", norm_stats=default_norm_stats(30, n_action_steps=15))
     # pick_place: a random model's noisy chunks never finish it in two chunks (a touch can end `touch` at once)
     base = dict(policy_spec=f"nano:{ckpt}", task="pick_place", on_limit="clip", max_steps=45, **FAST)
     session = ControlSession(ControlConfig(carry_steps=5, **base))
@@ -312,6 +315,13 @@ def test_carry_steps_reach_nano_only_and_the_steps_say_what_was_carried(tmp_path
     try:
         st = session.status()
         assert st.state == "error" and "set Carry steps to 0" in st.error, format_status(st)
+    finally:
+        session.close()
+    whole = make_random_checkpoint(tmp_path / "nano_whole")  # its norm stats: 30 of 30, like the shipped Nano
+    session = ControlSession(ControlConfig(policy_spec=f"nano:{whole}", task="touch", carry_steps=3, **FAST))
+    try:
+        st = session.status()
+        assert st.state == "error" and "nothing is left to carry" in st.error, format_status(st)
     finally:
         session.close()
     assert _config("nano", "touch", 0, "clip", False, False, "", 0, 4.0).carry_steps == 4

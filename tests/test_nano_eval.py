@@ -231,8 +231,8 @@ def test_training_layouts_run_on_the_training_seeds_and_cache_and_say_so(heldout
 
 
 def test_eval_replans_every_n_action_steps(tmp_path):
-    """--n-action-steps 5: the policy is asked again every 5 ticks, not the checkpoint's 30 (and --noise-seed and --num-steps are
-    kept; without them the record names the checkpoint's own Euler steps and actions per query)."""
+    """--n-action-steps 5: the policy is asked again every 5 ticks, not the checkpoint's 30 (and --noise-seed and
+    --num-steps are kept; without them the record names the checkpoint's own Euler steps and actions per query)."""
     from molmoact2.cli import main
     from molmoact2.evaluation.nano_eval import EvalConfig
     from molmoact2.models.nano.factory import make_random_checkpoint

@@ -230,6 +230,31 @@ def test_init_from_starts_a_new_run_from_trained_weights(data_dir, tmp_path):
               "--init-from", str(a)])
 
 
+def test_init_from_keeps_the_parents_action_steps_and_refuses_other_normalization(data_dir, tmp_path):
+    """A parent that executes more actions per query than the caches wrote (the shipped Nano: 30, the caches 15)
+    fine-tunes, and its child keeps the parent's n_action_steps; different action stats are refused."""
+    import shutil
+
+    a, parent, child, other = (tmp_path / n for n in ("a", "parent", "child", "other"))
+    common = ["--data", str(data_dir), "--save-every", "100"]
+    assert _train([*common, "--out", str(a), "--steps", "1"]) == 0
+    # the exported directory only (without train_state/, --init-from would read the fp32 state and its stats)
+    shutil.copytree(a, parent, ignore=shutil.ignore_patterns("train_state"))
+    stats = json.loads((parent / "norm_stats.json").read_text())
+    (tag,) = stats["metadata_by_tag"]
+    data_steps = stats["metadata_by_tag"][tag]["n_action_steps"]
+    stats["metadata_by_tag"][tag]["n_action_steps"] = data_steps + 1
+    (parent / "norm_stats.json").write_text(json.dumps(stats))
+    assert _train([*common, "--out", str(child), "--steps", "1", "--init-from", str(parent)]) == 0
+    kept = json.loads((child / "norm_stats.json").read_text())["metadata_by_tag"][tag]
+    assert kept["n_action_steps"] == data_steps + 1
+    assert kept["action_stats"] == stats["metadata_by_tag"][tag]["action_stats"]
+    stats["metadata_by_tag"][tag]["action_stats"]["q99"][0] += 1.0
+    (parent / "norm_stats.json").write_text(json.dumps(stats))
+    with pytest.raises(ValueError, match="norm stats differ"):
+        _train([*common, "--out", str(other), "--steps", "1", "--init-from", str(parent)])
+
+
 def test_state_noise_blurs_robot_examples_states_only_when_asked(data, data_dir, tmp_path):
     """--state-noise F: each robot example's state gets N(0, (F * range)^2) per joint before binning; questions are
     untouched; with 0 the examples (and the random stream) are exactly those of a run without the option."""

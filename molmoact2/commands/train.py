@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--resume", action="store_true", help="continue from OUT/train_state (same options, more --steps)")
     n.add_argument("--init-from", default="", metavar="DIR",
                    help="start a NEW run from this trained checkpoint's weights (its train_state/ fp32 weights when "
-                        "present): fresh optimizer and schedule, any --mix; recorded in training_args.json")
+                        "present): fresh optimizer and schedule, any --mix; recorded in training_args.json. Its norm "
+                        "stats must normalize as the data's; its n_action_steps (an inference setting) is kept")
     n.add_argument("--qa-kinds", default="", help="train only on these question kinds, comma-separated "
                                                   "(point, point_absent, box, count, closer; default all)")
     n.add_argument("--pooling", default="", metavar="RxC",

@@ -214,6 +214,27 @@ def init_provenance(path: str | os.PathLike) -> dict[str, Any]:
             "training_args": json.loads(args.read_text()) if args.is_file() else None}
 
 
+# Actions executed per query: an inference setting, not a normalization. The caches write the stride their depth
+# buffers were carried over (15); the shipped Nano executes 30. A fine-tune keeps its parent's.
+_INFERENCE_ONLY_FIELDS = ("n_action_steps",)
+
+
+def _normalization(norm_stats: dict[str, Any]) -> dict[str, Any]:
+    """The norm stats without inference-only fields: what must agree for actions to be normalized alike."""
+    return norm_stats | {"metadata_by_tag": {
+        tag: {k: v for k, v in meta.items() if k not in _INFERENCE_ONLY_FIELDS}
+        for tag, meta in norm_stats["metadata_by_tag"].items()}}
+
+
+def _with_action_steps_of(data_stats: dict[str, Any], model_stats: dict[str, Any]) -> dict[str, Any]:
+    """The data's norm stats with the (initial or resumed) model's inference-only fields where it has the tag."""
+    tags = {}
+    for tag, meta in data_stats["metadata_by_tag"].items():
+        parent = model_stats.get("metadata_by_tag", {}).get(tag, {})
+        tags[tag] = meta | {k: parent[k] for k in _INFERENCE_ONLY_FIELDS if k in parent}
+    return data_stats | {"metadata_by_tag": tags}
+
+
 def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return asdict(cfg)
 
@@ -334,11 +355,11 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         from molmoact2.models.nano.factory import set_pooling
 
         set_pooling(model, processor, cfg.pooling)
-    elif model.norm_stats != data.norm_stats:
+    elif _normalization(model.norm_stats) != _normalization(data.norm_stats):
         which = "--resume: the saved run's" if start else f"--init-from: {cfg.init_from}'s"
         raise ValueError(f"{which} norm stats differ from those of {data_dir}: the actions would be normalized "
                          f"differently; use the data the checkpoint was trained on")
-    model.norm_stats = data.norm_stats
+    model.norm_stats = _with_action_steps_of(data.norm_stats, model.norm_stats)
     if cfg.ordinal_state and not start:
         from molmoact2.models.nano.state_embedding import set_ordinal_state_embeddings
 

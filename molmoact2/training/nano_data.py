@@ -61,8 +61,9 @@ class DataConfig:
     cameras: tuple[str, ...] = ("front", "wrist")
     # Frames between two policy queries (= n_action_steps written to norm_stats): the previous depth
     # cache of frame t is the one of frame t - think_stride, as in a closed loop executing 15 of 30 steps.
-    # (The shipped Nano's norm stats were edited to 30 afterwards: executing the whole chunk measured better,
-    # docs/nano_experiments.md#whole-chunk; its Think examples were still built at 15.)
+    # (The shipped Nano's norm stats were edited to 30 afterwards: executing the whole chunk measured better on the
+    # choosing layouts, within noise on fresh ones, docs/nano_experiments.md#whole-chunk and #fresh-layouts; its
+    # Think examples were still built at 15.)
     think_stride: int = 15
     qa_frames_per_episode: int = 3
     min_visible_px: int = 20  # an object with fewer mask pixels is "not visible" (no point/count for it)

@@ -4,9 +4,12 @@
     .venv/bin/python bench/nano_latency.py --size small
     .venv/bin/python bench/nano_latency.py --checkpoint assets/nano --action-tokenizer assets/openfast_so101_sim
 
+The picture is the first frame of a simulator layout (`--frame TASK:SEED`, default pick_place:0), held still.
 Modes: continuous (flow expert), Think with full depth (every frame decodes 100 codes), Think with
-adaptive depth (MolmoThink: the cache from the previous, identical frame is replayed), and discrete
-(OpenFAST tokens; only with a trained checkpoint + tokenizer: a random model does not emit the grammar).
+adaptive depth (MolmoThink: the cache from the previous, identical frame is replayed), discrete
+(OpenFAST tokens, decoded freely as the real model: only with a trained checkpoint + tokenizer, a random model does
+not emit the grammar, and a trained one may not on a given frame) and discrete_grammar (the same under the OpenFAST
+length grammar, `constrain_action_tokens`: it always decodes).
 Each mode runs twice per repeat, interleaved: `optimized` (the default inference path) and `reference`
 (`predict_action(optimized=False)`: the plain computation, same results up to float summation order).
 `--also-steps N` adds a third variant, the optimized path with N Euler steps of the flow expert instead of the
@@ -47,6 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference (optimized=False) rows")
+    p.add_argument("--frame", default="pick_place:0", metavar="TASK:SEED|noise",
+                   help="the static camera's picture: the first observation of simulator layout TASK:SEED (real "
+                        "images, state and instruction: what the model decodes in the discrete and Think rows "
+                        "depends on them), or 'noise' (random pixels, the bench's input before 2026-12-05)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N optimized continuous calls (torch.profiler) and print the share of CPU time "
+                        "per operator: how much of a call is arithmetic that only a smaller model can remove")
     p.add_argument("--also-steps", type=int, default=None, metavar="N",
                    help="also time the optimized path with N Euler steps of the flow expert (rows 'N steps'), "
                         "interleaved with the checkpoint's own number")
@@ -69,10 +79,16 @@ def main(argv: list[str] | None = None) -> None:
     meta = model.norm_stats["metadata_by_tag"][tag]
     horizon = int(meta.get("action_horizon", model.config.max_action_horizon))
     n_exec = int(meta.get("n_action_steps") or horizon)
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in meta.get("camera_keys", ["a", "b"])]
-    state = np.asarray(meta["state_stats"]["min"], dtype=np.float32) * 0.5 + np.asarray(meta["state_stats"]["max"]) * 0.5
-    base = dict(processor=proc, images=images, task="pick up the red cube", state=state, norm_tag=tag,
+    if a.frame == "noise":
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in meta.get("camera_keys", ["a", "b"])]
+        state = (np.asarray(meta["state_stats"]["min"], dtype=np.float32) * 0.5
+                 + np.asarray(meta["state_stats"]["max"]) * 0.5)
+        task, where = "pick up the red cube", "random-noise images"
+    else:
+        images, state, task = _sim_frame(a.frame, meta.get("camera_keys"), tag)
+        where = f"simulator frame {a.frame}"
+    base = dict(processor=proc, images=images, task=task, state=state, norm_tag=tag,
                 inference_action_mode="continuous")
     tokenizer = None
     if a.action_tokenizer:
@@ -86,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
         overrides the checkpoint's Euler steps."""
         g = torch.Generator().manual_seed(0)
         kw: dict = dict(generator=g, optimized=optimized, num_steps=num_steps)
-        if mode == "discrete":
-            kw = dict(inference_action_mode="discrete", action_tokenizer=tokenizer, optimized=optimized)
+        if mode in ("discrete", "discrete_grammar"):
+            kw = dict(inference_action_mode="discrete", action_tokenizer=tokenizer, optimized=optimized,
+                      constrain_action_tokens=mode == "discrete_grammar")
         elif mode == "think_full":
             kw["enable_depth_reasoning"] = True
         elif mode == "think_adaptive":  # the previous, identical frame fills the cache (not timed)
@@ -101,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         return out["timings_ms"] | {"call_ms": call_ms}
 
     modes = ["continuous"] + (["think_full", "think_adaptive"] if model.config.enable_depth_reasoning else [])
-    modes += ["discrete"] if tokenizer is not None else []
+    modes += ["discrete", "discrete_grammar"] if tokenizer is not None else []
     variants = ["optimized"] + ([] if a.no_reference else ["reference"])
     steps_variant = f"{a.also_steps} steps" if a.also_steps else None
     variants += [steps_variant] if steps_variant else []
@@ -116,14 +133,14 @@ def main(argv: list[str] | None = None) -> None:
                     steps = a.also_steps if v == steps_variant else None
                     samples[v].append(run(mode, v != "reference", num_steps=steps))
         except Exception as err:  # noqa: BLE001 - a model that does not (yet) emit valid OpenFAST tokens
-            if mode != "discrete":
+            if mode != "discrete":  # the constrained decode always decodes: its failure is a bug
                 raise
             failed[mode] = f"{type(err).__name__}: {str(err).splitlines()[0]}"
             modes.remove(mode)
             continue
         for v in variants:
             rows[(mode, v)] = {s: statistics.median(t.get(s, 0.0) for t in samples[v]) for s in STAGES}
-    print(f"MolmoAct2-Nano latency ({what}, {sum(x.numel() for x in model.parameters()) / 1e6:.2f} M params, "
+    print(f"MolmoAct2-Nano latency ({what}, {where}, {sum(x.numel() for x in model.parameters()) / 1e6:.2f} M params, "
           f"{a.threads} thread(s), median of {a.repeats}, ms; n_action_steps={n_exec}, "
           f"{model.config.flow_matching_num_steps} Euler steps unless a row says otherwise)")
     print(f"{'mode':16s}{'variant':>10s}" + "".join(f"{label:>9s}" for label in LABELS) + f"{'chunk_hz':>9s}{'act/s':>8s}")
@@ -169,8 +186,42 @@ def main(argv: list[str] | None = None) -> None:
                       f"(<= {peak_gflops / gflop:.0f} Hz)")
     print(f"compute floor at this machine's {a.threads}-thread matmul peak ({peak_gflops:.0f} GFLOP/s, 512^3 fp32): "
           + "; ".join(floors))
+    if a.profile:
+        _print_profile(lambda: run("continuous", True), a.profile)
     print("goals (optimized): " + "; ".join(f"{name} {got:.1f} {unit} vs goal >= {goal:g} {unit} "
                                             f"[{'met' if got >= goal else 'NOT met'}]" for name, got, goal, unit in goals))
+
+
+def _print_profile(call, n: int, top: int = 6) -> None:
+    """Share of self CPU time per operator over `n` calls, the largest `top` and the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(n):
+            call()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    shown = ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%" for e in ops[:top])
+    print(f"profile of {n} continuous calls (self CPU time): {shown}; the other {len(ops) - top} operators "
+          f"{100 * sum(e.self_cpu_time_total for e in ops[top:]) / total:.0f}%")
+
+
+def _sim_frame(spec: str, camera_keys, norm_tag: str) -> tuple[list[np.ndarray], np.ndarray, str]:
+    """Images (in the checkpoint's camera order), state and instruction of the first observation of `TASK:SEED`."""
+    task, sep, seed = spec.partition(":")
+    if not sep or not seed.lstrip("-").isdigit():
+        raise SystemExit(f"--frame: expected TASK:SEED (e.g. pick_place:0) or 'noise', got {spec!r}")
+    from molmoact2.evaluation.first_frames import EVAL_RENDER_SIZE
+    from molmoact2.models.hf import order_cameras
+    from molmoact2.sim import make_env
+
+    env = make_env(task, image_size=EVAL_RENDER_SIZE, depth=False, segmentation=False)
+    try:
+        obs, _ = env.reset(seed=int(seed))
+    finally:
+        env.close()
+    order, _ = order_cameras(obs, camera_keys, norm_tag)
+    return [obs.cameras[name].rgb for name in order], np.asarray(obs.state, dtype=np.float32), obs.instruction
 
 
 if __name__ == "__main__":

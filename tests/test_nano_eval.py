@@ -676,3 +676,25 @@ def test_camera_probe_prints_a_row_per_task_and_mode(capsys, tmp_path):
     assert all(0 < r["closest_cm_median"] < 100 for r in rows)
     with pytest.raises(SystemExit):
         probe.main(["--modes", "none,side_grey"])
+
+
+def test_eval_constrained_discrete_always_decodes(heldout_dir, tmp_path, capsys):
+    """--constrain-action-tokens reaches the discrete closed loop and the open-loop decode: a random model, which
+    never emits a decodable chunk on its own, then decodes every one, and the record and report say so."""
+    from molmoact2.cli import main
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "nano", "--checkpoint", str(ckpt), "--heldout", str(heldout_dir), "--tasks", "touch",
+                 "--seeds-per-task", "1", "--modes", "discrete", "--max-questions", "0", "--jobs", "1",
+                 "--constrain-action-tokens", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rec = json.loads(out.read_text())
+    assert rec["config"]["constrain_action_tokens"] is True
+    (rollout,) = rec["rollouts"]
+    assert rollout["error"] is None and rollout["stopped_by"] != "error"
+    a = rec["summary"]["actions_vs_expert"]
+    assert a["discrete_decode_failures"]["hits"] == 0 and a["discrete"]["n_queries"] == rec["episodes"][0]["queries"]
+    assert a["discrete_grammar_overrides"]["hits"] == a["discrete"]["n_queries"]  # a random model needs it every time
+    assert "Discrete mode constrained" in printed and "length grammar changed" in printed

@@ -194,6 +194,27 @@ def test_discrete_mode_errors_are_raised_never_zeros(mp):
         _predict(model, proc, inference_action_mode="discrete", action_tokenizer=tok, max_action_tokens=12)
 
 
+def test_constrained_discrete_decode_always_decodes(mp):
+    model, proc = mp
+    tok = openfast()
+    # The random model above cannot follow the grammar on its own; under the OpenFAST length grammar it must.
+    out = _predict(model, proc, inference_action_mode="discrete", action_tokenizer=tok, constrain_action_tokens=True)
+    assert out["actions"].shape == (1, 30, 6) and torch.isfinite(out["actions"]).all()
+    ids = out["generated_token_ids"][0].tolist()
+    cfg = model.config
+    assert ids[0] == cfg.action_start_token_id and ids[-2:] == [cfg.action_end_token_id, cfg.eos_token_id]
+    assert out["action_grammar_overrides"] > 0  # it had to step in
+    assert out["forward_calls"]["action"] == len(ids) - 2  # EOS is forced, not computed
+    again = _predict(model, proc, inference_action_mode="discrete", action_tokenizer=tok, constrain_action_tokens=True,
+                     optimized=False)
+    assert again["generated_token_ids"].tolist() == out["generated_token_ids"].tolist()
+    with pytest.raises(ValueError, match="max_action_tokens=12 cannot hold"):
+        _predict(model, proc, inference_action_mode="discrete", action_tokenizer=tok, constrain_action_tokens=True,
+                 max_action_tokens=12)
+    with pytest.raises(ValueError, match="only the discrete"):
+        _predict(model, proc, constrain_action_tokens=True)
+
+
 def test_errors(mp, tmp_path):
     model, proc = mp
     with pytest.raises(ValueError, match="inference_action_mode is required"):

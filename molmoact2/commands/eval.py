@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--plan-samples", type=int, default=1, metavar="K",
                    help="start draws per flow call, the medoid plan kept (continuous and Think; 1 = one draw, as "
                         "the real model; the expert's batch grows K-fold)")
+    n.add_argument("--constrain-action-tokens", action="store_true",
+                   help="decode the discrete mode's OpenFAST ids under their length grammar (closed and open loop): "
+                        "every chunk decodes; default unconstrained, as the real model")
     n.add_argument("--noise-seed", type=int, default=0,
                    help="seed of the policies' flow noise and sampling (another one: how much of a result is luck)")
     n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
@@ -130,7 +133,7 @@ def run_nano(args: argparse.Namespace) -> int:
                      on_limit=args.on_limit, swap_targets=args.swap_targets, n_action_steps=args.n_action_steps,
                      num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps,
                      noise_scale=args.noise_scale, plan_samples=args.plan_samples,
-                     training_layouts=args.training_layouts)
+                     training_layouts=args.training_layouts, constrain_action_tokens=args.constrain_action_tokens)
     record = evaluate(cfg)
     if args.out:
         out = Path(args.out)

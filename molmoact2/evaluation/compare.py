@@ -56,10 +56,16 @@ def plan_samples(record: dict[str, Any]) -> int:
     return int(record.get("config", {}).get("plan_samples") or 1)
 
 
+def constrained(record: dict[str, Any]) -> bool:
+    """Whether the discrete mode decoded under the OpenFAST length grammar (`eval nano --constrain-action-tokens`)."""
+    return bool(record.get("config", {}).get("constrain_action_tokens"))
+
+
 def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
     """How the record's policy turned one observation into actions, beyond its weights."""
     return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record),
-            "plan_samples": plan_samples(record), "n_action_steps": action_steps(record)}
+            "plan_samples": plan_samples(record), "n_action_steps": action_steps(record),
+            "constrain_action_tokens": constrained(record)}
 
 
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
@@ -160,7 +166,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             "action_error_pct": errors, "noise_seeds": noise_seeds, "flow_steps": (flow_steps(old), flow_steps(new)),
             "carry_steps": (carry_steps(old), carry_steps(new)), "noise_scale": (noise_scale(old), noise_scale(new)),
             "plan_samples": (plan_samples(old), plan_samples(new)),
-            "n_action_steps": (action_steps(old), action_steps(new))}
+            "n_action_steps": (action_steps(old), action_steps(new)),
+            "constrain_action_tokens": (constrained(old), constrained(new))}
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -200,6 +207,11 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if executed[0] != executed[1]:
         lines.append(f"\nEach query's plan was executed for {executed[0]} ticks in {old_name} and {executed[1]} in "
                      f"{new_name} (`--n-action-steps`).")
+    grammar = result.get("constrain_action_tokens", (False, False))
+    if grammar[0] != grammar[1]:
+        lines.append(f"\nThe discrete mode decoded {'under the OpenFAST length grammar' if grammar[0] else 'unconstrained'} "
+                     f"in {old_name} and {'under it' if grammar[1] else 'unconstrained'} in {new_name} "
+                     f"(`--constrain-action-tokens`).")
     lines.append("")
     if result["paired"]:
         lines += [f"| closed loop, same seeds | solved only by {new_name} | only by {old_name} | both | neither |",

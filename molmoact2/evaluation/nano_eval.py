@@ -57,6 +57,9 @@ class EvalConfig:
     noise_scale: float = 1.0
     # Start draws per flow call, the medoid plan kept (continuous and Think; 1 = one draw, as the real model).
     plan_samples: int = 1
+    # Discrete mode decodes its OpenFAST ids under their length grammar (closed loop and open loop), so every chunk
+    # decodes; False = unconstrained, as the real model (about half of Nano's chunks then fail to decode).
+    constrain_action_tokens: bool = False
     # Evaluate on the layouts the training data used (seeds below 10000, normally from 0) instead of held-out
     # ones: a fitting check, never a quality figure. Does the model solve, and predict, the demos it trained on?
     # Then `heldout` names the training cache (its seeds must be < 10000) and the report's title says so.
@@ -114,7 +117,8 @@ def _init_worker(cfg: EvalConfig) -> None:
     _W["policies"] = {
         "continuous": NanoPolicy(base.model, base.processor, **common, **flow),
         "think": NanoPolicy(base.model, base.processor, depth_reasoning=True, **common, **flow),
-        "discrete": NanoPolicy(base.model, base.processor, mode="discrete", action_tokenizer=tok, **common),
+        "discrete": NanoPolicy(base.model, base.processor, mode="discrete", action_tokenizer=tok,
+                               constrain_action_tokens=cfg.constrain_action_tokens, **common),
     }
     _W["envs"] = {}
     _W["cfg"] = cfg
@@ -147,7 +151,8 @@ def _run_item(item: tuple) -> tuple[tuple, dict[str, Any]]:
     if kind == "episode":
         return item, offline.episode_metrics(_W["model"], _W["processor"], _W["data"], item[1],
                                              action_tokenizer=_W["tokenizer"], seed=_W["cfg"].seed,
-                                             num_steps=_W["cfg"].num_steps)
+                                             num_steps=_W["cfg"].num_steps,
+                                             constrain_action_tokens=_W["cfg"].constrain_action_tokens)
     if kind == "qa":
         return item, offline.qa_metrics(_W["policies"]["continuous"], _W["data"], item[1])
     raise ValueError(f"unknown work item {item!r}")

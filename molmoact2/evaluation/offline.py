@@ -82,9 +82,10 @@ def clock_baseline_of_cache(data_dir: str) -> dict[str, Any] | None:
 
 
 def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, action_tokenizer: Any,
-                    seed: int = 0, num_steps: int | None = None) -> dict[str, Any]:
+                    seed: int = 0, num_steps: int | None = None,
+                    constrain_action_tokens: bool = False) -> dict[str, Any]:
     """Open-loop figures of one held-out episode; `num_steps` = the flow expert's Euler steps (None: the
-    checkpoint's default)."""
+    checkpoint's default); `constrain_action_tokens`: the discrete decode under the OpenFAST length grammar."""
     import torch
 
     from molmoact2.models.nano.inference import predict_action
@@ -96,6 +97,7 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
     common = dict(processor=processor, task=ep["instruction"], norm_tag=data.tag, n_action_steps=stride,
                   num_steps=num_steps, enable_cuda_graph=False, return_dict=True)
     rows: dict[str, list[Any]] = {"continuous_abs": [], "discrete_abs": [], "think_abs": [], "discrete_errors": [],
+                                  "discrete_overrides": [],
                                   "depth_first_correct": [], "depth_later_correct": [], "depth_changed_correct": [],
                                   "depth_changed_cells": []}
     cache = None
@@ -108,8 +110,11 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
         rows["continuous_abs"].append(np.abs(out["actions"][0].numpy() - target))
         try:
             out = predict_action(model, images=images, state=ep["state"][f], inference_action_mode="discrete",
-                                 action_tokenizer=action_tokenizer, **common)
+                                 action_tokenizer=action_tokenizer, constrain_action_tokens=constrain_action_tokens,
+                                 **common)
             rows["discrete_abs"].append(np.abs(out["actions"][0].numpy() - target))
+            if constrain_action_tokens:
+                rows["discrete_overrides"].append(int(out["action_grammar_overrides"]))
         except Exception as exc:  # noqa: BLE001 -- a decode failure is a measured outcome
             rows["discrete_errors"].append(f"frame {f}: {type(exc).__name__}: {str(exc)[:160]}")
         out = predict_action(model, images=images, state=ep["state"][f], inference_action_mode="continuous",
@@ -140,7 +145,9 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
     return {"episode": episode, "task": data.meta["episodes"][episode]["task"],
             "seed": data.meta["episodes"][episode]["seed"], "queries": len(rows["continuous_abs"]),
             "continuous": err("continuous_abs"), "discrete": err("discrete_abs"), "think": err("think_abs"),
-            "discrete_failures": rows["discrete_errors"], "depth_first": count("depth_first_correct"),
+            "discrete_failures": rows["discrete_errors"],
+            "discrete_grammar_overrides": rows["discrete_overrides"] if constrain_action_tokens else None,
+            "depth_first": count("depth_first_correct"),
             "depth_later": count("depth_later_correct"), "depth_changed": count("depth_changed_correct"),
             "depth_changed_fraction": float(np.mean(rows["depth_changed_cells"])) if rows["depth_changed_cells"] else None,
             # histogram of the true codes at the query frames: the majority-code baseline needs it

@@ -109,6 +109,10 @@ def _actions(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     queries = sum(e["queries"] for e in episodes)
     fails = [f for e in episodes for f in e["discrete_failures"]]
     out["discrete_decode_failures"] = _rate(len(fails), queries) | {"examples": fails[:5]}
+    overrides = [n for e in episodes for n in (e.get("discrete_grammar_overrides") or [])]
+    if overrides:  # constrained decoding: how often the grammar had to step in, and how many ids per chunk
+        out["discrete_grammar_overrides"] = _rate(sum(n > 0 for n in overrides), len(overrides)) | {
+            "mean_ids_per_chunk": float(np.mean(overrides)), "max_ids_per_chunk": int(max(overrides))}
     return out
 
 
@@ -188,6 +192,9 @@ def to_markdown(record: dict[str, Any]) -> str:
         lines += [f"**Training layouts** (seeds {first}–{first + int(cfg.get('seeds_per_task', 0)) - 1} per task and the "
                   f"cache {cfg.get('heldout') or '(none)'}): what the model was trained on. A fitting check, not a "
                   f"held-out figure.", ""]
+    if cfg.get("constrain_action_tokens"):
+        lines += ["**Discrete mode constrained**: OpenFAST ids decoded under their length grammar "
+                  "(`--constrain-action-tokens`), so every chunk decodes; the real model decodes unconstrained.", ""]
     cl = s["closed_loop"]
     if cl:
         modes = sorted(cl)
@@ -263,5 +270,9 @@ def to_markdown(record: dict[str, Any]) -> str:
                          f"{b['one_demo_mae_pct']:.1f}% | {b['n_queries']} |")
         f = a["discrete_decode_failures"]
         lines.append(f"| discrete decode failures | {_pct(f)} | |")
+        if "discrete_grammar_overrides" in a:
+            g = a["discrete_grammar_overrides"]
+            lines.append(f"| discrete chunks the length grammar changed (constrained decoding; mean "
+                         f"{g['mean_ids_per_chunk']:.1f} ids per chunk, at most {g['max_ids_per_chunk']}) | {_pct(g)} | |")
         lines.append("")
     return "\n".join(lines)

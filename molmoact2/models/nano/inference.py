@@ -117,19 +117,68 @@ def decode_depth(model, cache, logits: torch.Tensor | None, main_image: np.ndarr
     return {"codes": codes, "mask": mask, "generated": generated, "pending": pending, "calls": calls}
 
 
-def decode_discrete(model, cache, logits: torch.Tensor, max_tokens: int, optimized: bool = True) -> tuple[list[int], int]:
-    """Greedy, unconstrained (as the real model): stops at EOS or after max_tokens."""
+def decode_discrete(model, cache, logits: torch.Tensor, max_tokens: int, optimized: bool = True,
+                    grammar=None) -> tuple[list[int], int, int | None]:
+    """Greedy. Without `grammar` unconstrained, as the real model: stops at EOS or after max_tokens. With an
+    OpenFAST `LengthGrammar` (a workbench extension) every step takes the best id the grammar allows:
+    `<action_start>`, ids that do not overrun the coefficient count, `<action_end>` once it is reached, then EOS
+    (forced, so not computed). Returns (ids, forward calls, how many steps the grammar overrode the model's own
+    greedy choice; None when unconstrained)."""
     eos = model.config.eos_token_id
-    eos = {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
+    eos = [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
     out, calls = [], 0
+    if grammar is None:
+        for _ in range(max_tokens):
+            nxt = int(logits[0].argmax())
+            out.append(nxt)
+            if nxt in eos:
+                break
+            logits = model.step([nxt] if optimized else torch.tensor([[nxt]]), cache)
+            calls += 1
+        return out, calls, None
+    cfg = model.config
+    first, n_ids = int(cfg.action_token_start_id), len(grammar.token_bytes)
+    if n_ids > cfg.num_action_tokens:
+        raise ValueError(f"action_tokenizer has {n_ids} ids but the model reserves {cfg.num_action_tokens} action rows")
+    if grammar.n_coefficients + 2 > max_tokens:  # <action_start> + at least one id per coefficient + <action_end>
+        raise ValueError(f"max_action_tokens={max_tokens} cannot hold a constrained sequence of "
+                         f"{grammar.n_coefficients} coefficients plus its markers; raise it to at least "
+                         f"{grammar.n_coefficients + 2}")
+    state, overrides, started = grammar.start, 0, False
     for _ in range(max_tokens):
-        nxt = int(logits[0].argmax())
+        row = logits[0]
+        mask = torch.zeros(row.shape[-1], dtype=torch.bool, device=row.device)
+        if not started:
+            mask[cfg.action_start_token_id] = True
+        else:
+            mask[first:first + n_ids] = torch.from_numpy(grammar.allowed(state))
+            mask[cfg.action_end_token_id] = grammar.may_end(state)
+        nxt = int(row.masked_fill(~mask, float("-inf")).argmax())
+        overrides += nxt != int(row.argmax())
         out.append(nxt)
-        if nxt in eos:
-            break
+        if nxt == cfg.action_end_token_id:
+            out.append(eos[0])
+            return out, calls, overrides
+        if started:
+            state = grammar.advance(state, nxt - first)
+        started = True
         logits = model.step([nxt] if optimized else torch.tensor([[nxt]]), cache)
         calls += 1
-    return out, calls
+    raise ValueError(f"constrained decode: max_action_tokens={max_tokens} ids were not enough to reach "
+                     f"{grammar.n_coefficients} coefficients (got {state[0]}); raise max_action_tokens")
+
+
+def length_grammar(action_tokenizer, n_coefficients: int):
+    """The tokenizer's `LengthGrammar` for `n_coefficients`, built once per tokenizer object and count."""
+    from molmoact2.openfast.grammar import LengthGrammar
+
+    if not all(hasattr(action_tokenizer, a) for a in ("vocab", "min_token", "max_token")):
+        raise ValueError(f"constrain_action_tokens: needs an OpenFastProcessor (molmoact2.openfast), got "
+                         f"{type(action_tokenizer).__name__}")
+    cached = action_tokenizer.__dict__.setdefault("_length_grammars", {})
+    if n_coefficients not in cached:
+        cached[n_coefficients] = LengthGrammar.of(action_tokenizer, n_coefficients)
+    return cached[n_coefficients]
 
 
 @torch.no_grad()
@@ -138,7 +187,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                    num_steps=None, n_action_steps=None, generator=None, normalize_language=True,
                    enable_cuda_graph=True, return_dict=True, max_action_tokens: int = 256,
                    return_context: bool = False, optimized: bool = True, action_prefix_normalized=None,
-                   noise_scale: float = 1.0, plan_samples: int = 1) -> Any:
+                   noise_scale: float = 1.0, plan_samples: int = 1, constrain_action_tokens: bool = False) -> Any:
     """See the module docstring. `optimized=False` runs the plain reference computation (general LM
     path, every logit, the plain Euler loop): same results up to float summation order, slower; the
     latency bench and the tests compare the two. `action_prefix_normalized` [k, action_dim] (model space,
@@ -148,7 +197,10 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
     expert's start noise: 1 = the trained N(0, I), 0 = always start from its mean (a deterministic plan).
     `plan_samples` K > 1 (continuous mode; a workbench extension) integrates K start draws in one batch and keeps
     the medoid plan (`flow_noise.medoid_index` over the executed actions, model space): every draw is returned
-    in `plan_samples_normalized` [K, H, action_dim] and the kept one's index in `plan_choice`."""
+    in `plan_samples_normalized` [K, H, action_dim] and the kept one's index in `plan_choice`.
+    `constrain_action_tokens` (discrete mode; a workbench extension) decodes the OpenFAST ids under their length
+    grammar (`decode_discrete`), so the chunk always decodes; `action_grammar_overrides` then counts the steps
+    where the grammar replaced the model's own choice (the real model decodes unconstrained and can fail)."""
     timings: dict[str, float] = {}
     clock = _timer()
     t_start = clock["t"]
@@ -175,6 +227,8 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
     plan_samples = check_plan_samples(plan_samples)
     if plan_samples > 1 and mode != "continuous":
         raise ValueError(f"plan_samples: only the continuous (flow-matching) mode draws plans, not {mode!r}")
+    if constrain_action_tokens and mode != "discrete":
+        raise ValueError(f"constrain_action_tokens: only the discrete (OpenFAST) mode decodes action ids, not {mode!r}")
     prefix = None
     if action_prefix_normalized is not None:
         if mode != "continuous":
@@ -225,7 +279,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
             _lap(clock, timings, "depth_ms")
 
         denoise = None
-        action_ids = None
+        action_ids = overrides = None
         samples, choice = None, None
         if mode == "continuous":
             contexts = [cache.context(layer) for layer in range(cfg.text_config.num_hidden_layers)]
@@ -256,16 +310,18 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
             calls["action"] = steps
             _lap(clock, timings, "action_expert_ms")
         else:
-            toks, calls["action"] = decode_discrete(model, cache, logits, max_action_tokens, optimized)
+            tok_dim = getattr(getattr(action_tokenizer, "config", None), "action_dim", None) or action_dim
+            if tok_dim < action_dim:
+                raise ValueError(f"action_tokenizer decodes {tok_dim} dims but norm_tag {norm_tag!r} has {action_dim}")
+            grammar = length_grammar(action_tokenizer, horizon * tok_dim) if constrain_action_tokens else None
+            toks, calls["action"], overrides = decode_discrete(model, cache, logits, max_action_tokens, optimized,
+                                                               grammar)
             generated += toks
             parsed = T.parse_generated(np.asarray(toks, dtype=np.int64), processor.token_ids)  # raises TokenFormatError
             if parsed.action_ids is None:
                 raise T.TokenFormatError("discrete decode produced no action segment", expected="<action_start> ... "
                                          "<action_end>", got=parsed.raw, where="generated tokens")
             action_ids = parsed.action_ids
-            tok_dim = getattr(getattr(action_tokenizer, "config", None), "action_dim", None) or action_dim
-            if tok_dim < action_dim:
-                raise ValueError(f"action_tokenizer decodes {tok_dim} dims but norm_tag {norm_tag!r} has {action_dim}")
             # OpenFastProcessor.decode raises DecodeError on a malformed sequence (never a zero chunk).
             decoded = np.asarray(action_tokenizer.decode([action_ids.tolist()], time_horizon=horizon, action_dim=tok_dim))
             normed = decoded[:, :n_exec, :action_dim].astype(np.float32)
@@ -281,6 +337,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
         # workbench extras
         "depth_update_mask": depth["mask"] if depth is not None else None,
         "action_token_ids": action_ids,
+        "action_grammar_overrides": overrides,
         "denoising_states_normalized": denoise,
         "plan_samples_normalized": samples,
         "plan_choice": choice,

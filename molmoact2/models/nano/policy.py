@@ -37,7 +37,8 @@ class NanoPolicy:
     def __init__(self, model: Any, processor: Any, *, norm_tag: str | None = None, mode: str = "continuous",
                  depth_reasoning: bool = False, action_tokenizer: Any = None, num_steps: int | None = None,
                  n_action_steps: int | None = None, seed: int | None = None, checkpoint_dir: str | None = None,
-                 carry_steps: int = 0, noise_scale: float = 1.0, plan_samples: int = 1) -> None:
+                 carry_steps: int = 0, noise_scale: float = 1.0, plan_samples: int = 1,
+                 constrain_action_tokens: bool = False) -> None:
         from molmoact2.models.hf import load_action_tokenizer
         from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples
 
@@ -72,6 +73,9 @@ class NanoPolicy:
         self.plan_samples = check_plan_samples(plan_samples)
         if self.plan_samples != 1 and mode != "continuous":
             raise ValueError("plan_samples: only the continuous (flow-matching) mode draws plans")
+        if constrain_action_tokens and mode != "discrete":
+            raise ValueError("constrain_action_tokens: only the discrete (OpenFAST) mode decodes action ids")
+        self.constrain_action_tokens = bool(constrain_action_tokens)
         self.dtype = str(model.dtype).removeprefix("torch.")  # reported by `molmoact2 serve`'s health JSON
         self.name = f"nano[{norm_tag}{', think' if depth_reasoning else ''}{', discrete' if mode == 'discrete' else ''}]"
         self.reset()
@@ -105,7 +109,8 @@ class NanoPolicy:
             normalize_language=True, enable_cuda_graph=False, return_dict=True,
             **({} if prefix is None else {"action_prefix_normalized": prefix}),
             **({} if self.noise_scale == 1.0 else {"noise_scale": self.noise_scale}),
-            **({} if self.plan_samples == 1 else {"plan_samples": self.plan_samples}))
+            **({} if self.plan_samples == 1 else {"plan_samples": self.plan_samples}),
+            **({"constrain_action_tokens": True} if self.constrain_action_tokens else {}))
         if self.depth_reasoning:
             self._depth_cache = out["depth_cache"]
         gen = out["generated_token_ids"]
@@ -139,6 +144,8 @@ class NanoPolicy:
         )
         if carry is not None:
             step.info["carry"] = carry
+        if out.get("action_grammar_overrides") is not None:  # ids the OpenFAST length grammar replaced this call
+            step.info["action_grammar_overrides"] = int(out["action_grammar_overrides"])
         if out.get("plan_choice") is not None:  # which of the K draws was kept, and how far the draws spread
             samples = out["plan_samples_normalized"][:, :actions.shape[0]]
             spread = np.sqrt(((samples - samples[out["plan_choice"]]) ** 2).sum(axis=(1, 2)))

@@ -191,6 +191,11 @@ class ControlConfig:
     # Nano only: pin each chunk's first k actions to the previous plan's (NanoPolicy carry_steps; 0 = off), so
     # consecutive chunks continue one another instead of each drawing its own mode (gripper open or shut).
     carry_steps: int = 0
+    # Nano only: "continuous" (the flow expert) or "discrete" (OpenFAST ids, read with the shipped
+    # assets/openfast_so101_sim tokenizer); with `constrain_action_tokens` the ids are decoded under the OpenFAST
+    # length grammar, so every chunk decodes (free, as the real model, about half of Nano's chunks fail).
+    action_mode: Literal["continuous", "discrete"] = "continuous"
+    constrain_action_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,7 @@ class ControlStatus:
     time_limit_steps: int | None = None
     # how far the episode got with the named object (sim.progress): touched / lifted / slid / in the bin
     progress: str = ""
+    grammar_changed: int = 0  # discrete chunks whose ids the OpenFAST length grammar had to change
     error: str | None = None
 
     @property
@@ -248,6 +254,19 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
         raise ValueError(f"Euler steps: expected 1..{MAX_NUM_STEPS} or none (the model's own), got {config.num_steps}")
     if not 0 <= config.carry_steps < 30:
         raise ValueError(f"Carry steps: expected 0 (off) .. 29 actions of the 30-action chunk, got {config.carry_steps}")
+    if config.action_mode not in ("continuous", "discrete"):
+        raise ValueError(f"action mode: expected 'continuous' or 'discrete', got {config.action_mode!r}")
+    if config.action_mode == "discrete" and kind != "nano":
+        raise ValueError("the discrete (OpenFAST) mode here drives Nano only: the expert has no tokens, an /act server "
+                         "chooses its own mode, and a real checkpoint needs its FAST tokenizer directory "
+                         "(HFCheckpointPolicy(dir, mode='discrete', action_tokenizer=DIR) in a notebook)")
+    if config.constrain_action_tokens and config.action_mode != "discrete":
+        raise ValueError("the OpenFAST length grammar constrains discrete decoding: choose the discrete mode")
+    if config.num_steps is not None and config.action_mode == "discrete":
+        raise ValueError("the discrete mode decodes OpenFAST tokens, it has no flow expert to integrate: set Euler "
+                         "steps to 0 (none)")
+    if config.carry_steps and config.action_mode == "discrete":
+        raise ValueError("carry-over pins the flow expert's plan; the discrete mode has none: set Carry steps to 0")
     if config.carry_steps and kind != "nano":
         raise ValueError("carry-over is a Nano option (it pins the flow expert's first actions inside our own model); "
                          "set Carry steps to 0 for the expert, checkpoints and /act servers")
@@ -270,6 +289,11 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
             opts["norm_tag"] = config.norm_tag
         if config.depth_reasoning:
             opts["depth_reasoning"] = True
+    if config.action_mode == "discrete":
+        from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER  # what Nano's OpenFAST ids index
+
+        opts.update(mode="discrete", action_tokenizer=str(DEFAULT_ACTION_TOKENIZER),
+                    constrain_action_tokens=config.constrain_action_tokens)
     if kind == "checkpoint":
         opts["trust_remote_code"] = config.trust_remote_code
     policy = load_policy(config.policy_spec.strip(), **opts)
@@ -462,7 +486,7 @@ class ControlSession:
             self.cameras, self.action_names = (), None
         self._set(state="loading", config=config, policy_name="", chunks=0, ticks=0, refusals=0, clipped_targets=0,
                   refusal_messages=(), success=False, stopped_by=None, loop_hz=None, last_predict_ms=None, error=None, instruction="",
-                  target_options=(), progress="")
+                  target_options=(), progress="", grammar_changed=0)
         try:
             world_key = (config.task, config.image_size, config.depth)
             if self._built != world_key:
@@ -475,7 +499,8 @@ class ControlSession:
             # every option make_control_policy passes belongs here, or a reset would keep the old policy.
             bound = self._world_gen if control_spec_kind(config.policy_spec) == "expert" else None
             policy_key = (config.policy_spec.strip(), config.trust_remote_code, config.norm_tag,
-                          config.depth_reasoning, config.num_steps, config.carry_steps, bound)
+                          config.depth_reasoning, config.num_steps, config.carry_steps, config.action_mode,
+                          config.constrain_action_tokens, bound)
             if self._policy_factory is not None:
                 policy = self._policy_factory(self._env)
                 self._policy = _TimedPolicy(policy)
@@ -544,7 +569,8 @@ class ControlSession:
                   refusal_messages=st.refusal_messages + new_refusals, success=bool(ep["success"]),
                   stopped_by=ep["stopped_by"], loop_hz=ticks / self._busy_s if self._busy_s > 0 else None,
                   last_predict_ms=predict_ms, last_stages_ms=model_stages(step.timings_ms),
-                  progress=self._watch.describe())
+                  progress=self._watch.describe(),
+                  grammar_changed=st.grammar_changed + bool(step.info.get("action_grammar_overrides")))
         if ep["stopped_by"] is not None:
             self._finish()
 
@@ -571,6 +597,8 @@ def format_status(st: ControlStatus) -> str:
         head += f" · {c.num_steps} Euler steps"
     if c.carry_steps:
         head += f" · carries {c.carry_steps} actions over"
+    if c.action_mode == "discrete":
+        head += " · discrete (OpenFAST" + (", length grammar)" if c.constrain_action_tokens else ", free decode)")
     if st.instruction:
         head += f" · **{st.instruction}**"
     if st.target_options:
@@ -588,6 +616,8 @@ def format_status(st: ControlStatus) -> str:
              "done": f"done — {outcome or st.stopped_by}"}.get(st.state, f"**{st.state}**")
     line = (f"{head}\n\n{state} · loop rate {hz} · chunks executed {st.chunks} · ticks {st.ticks}{limit} · "
             f"last predict {pred} · safety refusals {st.refusals} · targets clipped {st.clipped_targets}")
+    if c.constrain_action_tokens:
+        line += f" · length grammar changed {st.grammar_changed} of {st.chunks} chunks"
     if st.progress:
         line += f"\n\nnamed object: {st.progress}"
     if st.last_stages_ms:

@@ -328,3 +328,41 @@ def test_carry_steps_reach_nano_only_and_the_steps_say_what_was_carried(tmp_path
     assert _config("nano", "touch", 0, "clip", False, False, "", 0, None).carry_steps == 0
     for bad in (2.5, -1, 30, "many"):
         assert "**Carry steps** must be 0" in _bad_input("touch", 0, 0, bad), bad
+
+
+def test_discrete_actions_free_and_under_the_length_grammar(tmp_path):
+    """The Control tab's Actions radio: Nano's discrete mode decodes freely (a random model's chunk fails: the
+    episode stops with the decode error, never a made-up chunk) or under the OpenFAST length grammar (every chunk
+    decodes; the status counts the chunks it changed); the combinations that mean nothing are refused in words."""
+    from app.tabs.control import _bad_input, _config
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    base = dict(policy_spec=f"nano:{ckpt}", task="touch", on_limit="clip", max_steps=60, **FAST)
+    session = ControlSession(ControlConfig(action_mode="discrete", constrain_action_tokens=True, **base))
+    try:
+        st = session.step()
+        assert st.state != "error" and st.chunks == 1, format_status(st)
+        assert session.steps[0].info["action_grammar_overrides"] > 0 and st.grammar_changed == 1
+        text = format_status(st)
+        assert "discrete (OpenFAST, length grammar)" in text and "length grammar changed 1 of 1 chunks" in text
+        session.reset(ControlConfig(action_mode="discrete", **base))  # the same spec, free decoding: a new policy
+        st = session.step()
+        assert st.state == "error" and st.chunks == 0 and "expected" in st.error, format_status(st)
+    finally:
+        session.close()
+    for cfg, words in ((dict(base, policy_spec="expert"), "drives Nano only"),
+                       (dict(base, action_mode="continuous", constrain_action_tokens=True), "choose the discrete mode"),
+                       (dict(base, action_mode="discrete", carry_steps=3), "set Carry steps to 0"),
+                       (dict(base, action_mode="discrete", num_steps=3), "set Euler steps to 0")):
+        cfg.setdefault("action_mode", "discrete")
+        session = ControlSession(ControlConfig(**cfg))
+        try:
+            st = session.status()
+            assert st.state == "error" and words in st.error, format_status(st)
+        finally:
+            session.close()
+    c = _config("nano", "touch", 0, "clip", False, False, "", 0, 0, "discrete_grammar")
+    assert c.action_mode == "discrete" and c.constrain_action_tokens
+    assert _config("nano", "touch", 0, "clip", False, False).action_mode == "continuous"
+    assert "**Actions** must be one of" in _bad_input("touch", 0, 0, 0, "fast")

@@ -41,13 +41,21 @@ def _flow_steps(value) -> int | None:
     return int(number) or None
 
 
-def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
+# The Actions radio: (label, value); a value names ControlConfig's action_mode and constrain_action_tokens.
+ACTION_CHOICES = (("continuous (flow expert)", "continuous"), ("discrete (OpenFAST, free decode)", "discrete"),
+                  ("discrete (OpenFAST, length grammar)", "discrete_grammar"))
+
+
+def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None, actions="continuous"):
     from molmoact2.control_session import ControlConfig
 
+    actions = actions or "continuous"
     return ControlConfig(policy_spec=str(spec or "").strip(), task=task, seed=int(seed), image_size=IMAGE_SIZE,
                          on_limit=on_limit, trust_remote_code=bool(trust), depth_reasoning=bool(think),
                          target=str(target or "").strip(), num_steps=_flow_steps(flow_steps),
-                         carry_steps=_flow_steps(carry) or 0)
+                         carry_steps=_flow_steps(carry) or 0,
+                         action_mode="continuous" if actions == "continuous" else "discrete",
+                         constrain_action_tokens=actions == "discrete_grammar")
 
 
 def _ensure(session, cfg):
@@ -61,7 +69,7 @@ def _ensure(session, cfg):
     return session
 
 
-def _bad_input(task, seed, flow_steps=None, carry=None) -> str | None:
+def _bad_input(task, seed, flow_steps=None, carry=None, actions="continuous") -> str | None:
     from molmoact2.models.act_protocol import MAX_NUM_STEPS
     from molmoact2.sim import task_names
 
@@ -84,6 +92,8 @@ def _bad_input(task, seed, flow_steps=None, carry=None) -> str | None:
         kept = -1
     if not 0 <= kept < 30:
         return f"**Carry steps** must be 0 (off) or a whole number 1–29 (of the 30-action chunk), got `{carry}`"
+    if (actions or "continuous") not in [value for _, value in ACTION_CHOICES]:
+        return f"**Actions** must be one of {', '.join(v for _, v in ACTION_CHOICES)}, got `{actions}`"
     return None
 
 
@@ -104,15 +114,16 @@ def check_model(spec, trust):
     return format_health(check_spec(spec, trust_remote_code=bool(trust), for_actions=True))
 
 
-def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
+def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None,
+               actions="continuous"):
     """Generator: (session, viewer bytes, status, download) until the episode ends or is paused."""
     from molmoact2.control_session import format_status
 
-    bad = _bad_input(task, seed, flow_steps, carry)
+    bad = _bad_input(task, seed, flow_steps, carry, actions)
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions))
     st = session.status()
     if st.state == "error":
         yield session, None, format_status(st), None
@@ -128,15 +139,16 @@ def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flo
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
 
 
-def step_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
+def step_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None,
+                actions="continuous"):
     """Generator (one yield): the streaming viewer takes its bytes from generators only."""
     from molmoact2.control_session import format_status
 
-    bad = _bad_input(task, seed, flow_steps, carry)
+    bad = _bad_input(task, seed, flow_steps, carry, actions)
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry))
+    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions))
     if session.status().state != "error":
         session.step()
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
@@ -151,13 +163,14 @@ def pause_policy(session):
     return format_status(session.status()) + "\n\n*pause requested: stopping after the chunk in progress*"
 
 
-def reset_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None):
+def reset_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None,
+                 actions="continuous"):
     from molmoact2.control_session import ControlSession, format_status
 
-    bad = _bad_input(task, seed, flow_steps, carry)
+    bad = _bad_input(task, seed, flow_steps, carry, actions)
     if bad:
         return session, bad, None
-    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry)
+    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions)
     if session is None:
         session = ControlSession(cfg)
     else:
@@ -186,7 +199,10 @@ def build(ctx: AppContext) -> None:
         "**Euler steps** sets how many denoising steps a flow-matching model takes (0: its own): "
         "fewer is faster, the viewer draws one denoising state per step. **Carry steps** (Nano only; 0: off) pins "
         "each chunk's first actions to the previous plan's, so chunks continue one another instead of each "
-        "drawing its own mode (watch the gripper).\n\n"
+        "drawing its own mode (watch the gripper). **Actions** (Nano): the flow expert, or OpenFAST tokens decoded "
+        "freely as the real model does (about half of Nano's chunks then fail to decode: the episode stops with "
+        "the error) or under the tokenizer's length grammar (every chunk decodes; the status counts the chunks it "
+        "had to change).\n\n"
         + nano_note(),
         elem_id="ctl-intro",
     )
@@ -197,6 +213,7 @@ def build(ctx: AppContext) -> None:
         think = gr.Checkbox(value=False, label="depth reasoning (Think)", elem_id="ctl-think")
         flow_steps = gr.Number(value=0, label="Euler steps (0: the model's own)", elem_id="ctl-flow-steps")
         carry = gr.Number(value=0, label="Carry steps (Nano; 0: off)", elem_id="ctl-carry")
+        actions = gr.Radio(list(ACTION_CHOICES), value="continuous", label="Actions", elem_id="ctl-actions")
         check = gr.Button("Check", elem_id="ctl-check")
     health = gr.Markdown("Model not checked yet.", elem_id="ctl-health")
     with gr.Row():
@@ -217,7 +234,7 @@ def build(ctx: AppContext) -> None:
     viewer = Rerun(streaming=True, height=620, label="Rerun viewer", elem_id="ctl-viewer")
     download = gr.File(label="Recording (.rrd)", interactive=False, elem_id="ctl-download")
 
-    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps, carry]
+    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions]
     check.click(check_model, inputs=[spec, trust], outputs=[health])
     run.click(run_policy, inputs=inputs, outputs=[session, viewer, status, download])
     step.click(step_policy, inputs=inputs, outputs=[session, viewer, status, download])

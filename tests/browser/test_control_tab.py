@@ -1,6 +1,6 @@
 """The Control tab in a real browser: the default is `nano` when it ships (else `expert`); the `expert` runs in
 closed loop through the safety guard and streams to the viewer with a downloadable .rrd; the shipped Nano steps
-in Think mode and reports its per-stage latency; the model selector's health indicator checks OUR /act
+in Think mode and reports its per-stage latency, and with discrete actions under the OpenFAST length grammar; the model selector's health indicator checks OUR /act
 server (a random tiny Nano served by `molmoact2 serve` in its own process) and shows a readable error for
 a closed port."""
 
@@ -159,6 +159,22 @@ def test_shipped_nano_steps_in_think_mode(page):
     # the model's own stage split: MolmoThink decoded depth before the expert produced the chunk
     for stage in ("vision", "prefill", "depth", "action expert"):
         assert f"{stage} " in text.split("last predict by stage:")[1], text
+
+
+def test_shipped_nano_steps_with_discrete_actions_under_the_length_grammar(page):
+    if not (nano_default_dir() / "config.json").is_file():
+        pytest.skip(f"no Nano checkpoint at {nano_default_dir()}")
+    _open_tab(page)
+    page.locator("#ctl-actions").get_by_text("discrete (OpenFAST, length grammar)").click()
+    status = page.locator("#ctl-status")
+    page.locator("#ctl-reset").click()
+    expect(status).to_contain_text("discrete (OpenFAST, length grammar)", timeout=180_000)
+    expect(status).to_contain_text("ready", timeout=180_000)
+    page.locator("#ctl-step").click()
+    expect(status).to_contain_text("chunks executed 1 ", timeout=180_000)
+    text = status.inner_text()
+    assert "length grammar changed" in text and "of 1 chunks" in text, text
+    assert "discrete decode " in text.split("last predict by stage:")[1], text
 
 
 def test_health_indicator_ok_and_error(nano_server, page):

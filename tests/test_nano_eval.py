@@ -697,4 +697,8 @@ def test_eval_constrained_discrete_always_decodes(heldout_dir, tmp_path, capsys)
     a = rec["summary"]["actions_vs_expert"]
     assert a["discrete_decode_failures"]["hits"] == 0 and a["discrete"]["n_queries"] == rec["episodes"][0]["queries"]
     assert a["discrete_grammar_overrides"]["hits"] == a["discrete"]["n_queries"]  # a random model needs it every time
+    # ... so the error of the changed chunks alone is the error of them all
+    assert a["discrete_grammar_changed"]["n_queries"] == a["discrete"]["n_queries"]
+    assert a["discrete_grammar_changed"]["mae_pct"] == pytest.approx(a["discrete"]["mae_pct"])
     assert "Discrete mode constrained" in printed and "length grammar changed" in printed
+    assert "only the chunks the length grammar changed" in printed

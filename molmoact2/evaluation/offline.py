@@ -97,7 +97,7 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
     common = dict(processor=processor, task=ep["instruction"], norm_tag=data.tag, n_action_steps=stride,
                   num_steps=num_steps, enable_cuda_graph=False, return_dict=True)
     rows: dict[str, list[Any]] = {"continuous_abs": [], "discrete_abs": [], "think_abs": [], "discrete_errors": [],
-                                  "discrete_overrides": [],
+                                  "discrete_overrides": [], "discrete_changed_abs": [],
                                   "depth_first_correct": [], "depth_later_correct": [], "depth_changed_correct": [],
                                   "depth_changed_cells": []}
     cache = None
@@ -113,8 +113,10 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
                                  action_tokenizer=action_tokenizer, constrain_action_tokens=constrain_action_tokens,
                                  **common)
             rows["discrete_abs"].append(np.abs(out["actions"][0].numpy() - target))
-            if constrain_action_tokens:
+            if constrain_action_tokens:  # the chunks the grammar changed, apart: how good is a forced guess?
                 rows["discrete_overrides"].append(int(out["action_grammar_overrides"]))
+                if out["action_grammar_overrides"]:
+                    rows["discrete_changed_abs"].append(rows["discrete_abs"][-1])
         except Exception as exc:  # noqa: BLE001 -- a decode failure is a measured outcome
             rows["discrete_errors"].append(f"frame {f}: {type(exc).__name__}: {str(exc)[:160]}")
         out = predict_action(model, images=images, state=ep["state"][f], inference_action_mode="continuous",
@@ -145,6 +147,7 @@ def episode_metrics(model: Any, processor: Any, data: Any, episode: int, *, acti
     return {"episode": episode, "task": data.meta["episodes"][episode]["task"],
             "seed": data.meta["episodes"][episode]["seed"], "queries": len(rows["continuous_abs"]),
             "continuous": err("continuous_abs"), "discrete": err("discrete_abs"), "think": err("think_abs"),
+            "discrete_grammar_changed": err("discrete_changed_abs"),
             "discrete_failures": rows["discrete_errors"],
             "discrete_grammar_overrides": rows["discrete_overrides"] if constrain_action_tokens else None,
             "depth_first": count("depth_first_correct"),

@@ -97,7 +97,7 @@ def _words(rollouts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _actions(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode in ("continuous", "discrete", "think"):
+    for mode in ("continuous", "discrete", "think", "discrete_grammar_changed"):
         recs = [e[mode] for e in episodes if e.get(mode)]
         if not recs:
             continue
@@ -262,6 +262,9 @@ def to_markdown(record: dict[str, Any]) -> str:
         for m in ("continuous", "discrete", "think"):
             if m in a:
                 lines.append(f"| {m} | {a[m]['mae_pct']:.1f}% | {a[m]['n_queries']} |")
+        if "discrete_grammar_changed" in a:
+            lines.append(f"| ... discrete, only the chunks the length grammar changed | "
+                         f"{a['discrete_grammar_changed']['mae_pct']:.1f}% | {a['discrete_grammar_changed']['n_queries']} |")
         if a.get("clock_baseline"):
             b = a["clock_baseline"]
             lines.append(f"| layout-blind baseline: the other demos' mean chunk, same task and frame | "

@@ -239,18 +239,32 @@ def _codec():
 
 
 def ask_scene(policy: Any, scene: SpatialScene, question: str, *, codec: Any = None,
-              max_new_tokens: int = 64, policy_kind: str | None = None) -> SpatialResult:
+              max_new_tokens: int = 64, policy_kind: str | None = None, ensemble: Any = None) -> SpatialResult:
     """Ask `policy` about `scene`; parse, draw, encode depth and lift points. Model output never raises here
-    (malformed answers are listed in `problems`); a model that fails to run does."""
+    (malformed answers are listed in `problems`); a model that fails to run does. `ensemble`: a
+    `molmoact2.point_ensemble.ShiftEnsemble` to average a one-point answer over shifted copies of the image (each
+    copy's point drawn as a small ring), or None for one pass."""
     if not str(question or "").strip():
         raise ValueError("empty question; type one or pick a template")
-    step = policy.ask(scene.rgb, question, max_new_tokens=max_new_tokens)
+    notes: list[str] = []
+    if ensemble is None:
+        step = policy.ask(scene.rgb, question, max_new_tokens=max_new_tokens)
+    else:
+        from molmoact2.point_ensemble import ask_shifted, ensemble_note
+
+        step = ask_shifted(policy, scene.rgb, question, ensemble, max_new_tokens=max_new_tokens)
+        notes.append(ensemble_note(step.info["shift_ensemble"]))
     text = step.answer_text if step.answer_text is not None else (step.generated_text or "")
     answer = spatial.parse_answer(text, strict=False, num_images=1)
     h, w = scene.rgb.shape[:2]
     points_px = answer.points_px(width=w, height=h, image=1)
-    drawn = spatial.draw_answer(scene.rgb, answer, image_index=1)
-    notes: list[str] = []
+    base = scene.rgb
+    copies = (step.info.get("shift_ensemble") or {}).get("points_px")
+    if copies:
+        from molmoact2.point_ensemble import draw_copies
+
+        base = draw_copies(scene.rgb, copies)
+    drawn = spatial.draw_answer(base, answer, image_index=1)
     bins = decoded = world = None
     frame = scene.frame
     if scene.source == "sim" and frame.depth_m is not None:

@@ -371,6 +371,35 @@ def test_eval_qa_grades_any_cache_and_names_its_split(heldout_dir, tmp_path, cap
         main(["eval", "qa", "--checkpoint", str(ckpt), "--data", str(heldout_dir), "--kinds", "box"])
 
 
+def test_eval_qa_shift_copies_grades_both_ways_and_report_reprints_it(heldout_dir, tmp_path, capsys):
+    """`eval qa --shift-copies`: each one-point answer averaged over shifted copies (molmoact2.point_ensemble), the
+    one-pass answers graded on the same questions, the paired difference printed; `eval report` reprints the
+    record. The shipped Nano-ER answers with one point, so the copies are used."""
+    from molmoact2.cli import main
+    from molmoact2.models.registry import REPO_NANO_ER_DIR
+
+    if not (REPO_NANO_ER_DIR / "config.json").is_file():
+        pytest.skip("no Nano-ER checkpoint")
+    rec = tmp_path / "qa_shift.json"
+    assert main(["eval", "qa", "--checkpoint", str(REPO_NANO_ER_DIR), "--data", str(heldout_dir), "--max-questions",
+                 "100000", "--threads", "1", "--kinds", "point", "--shift-copies", "--out", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "| point, one pass" in out and "right only with the copies" in out, out
+    saved = json.loads(rec.read_text())
+    assert saved["shift_ensemble"]["offsets"][0] == [0, 0] and saved["shift_ensemble"]["step_frac"] == 1 / 32
+    (result,) = saved["results"]
+    answers = result["answers"]
+    applied = [a for a in answers if "single_pass_answer" in a]
+    assert applied, "Nano-ER answered no pointing question with one point"
+    one_pass = result["summary"]["point_single_pass"]
+    assert one_pass["n"] == result["summary"]["point"]["n"] == len(answers)
+    assert one_pass["hits"] == sum(a.get("single_pass_correct", a["correct"]) for a in answers)
+    assert one_pass["only_ensemble"] - one_pass["only_single_pass"] == (result["summary"]["point"]["hits"]
+                                                                        - one_pass["hits"])
+    assert main(["eval", "report", str(rec)]) == 0
+    assert capsys.readouterr().out.strip() == out.split("\nwrote ")[0].strip()
+
+
 def test_clock_baseline_predicts_the_other_demos_mean_chunk():
     """The layout-blind action baseline: leave-one-out mean of the same task's chunks at the same frame; a task
     with one episode has no baseline; a shorter episode holds its last action."""

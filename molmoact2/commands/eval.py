@@ -93,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--head", default="", metavar="LAYER.HEAD",
                    help="also measure where this attention head looks while the model writes its points, e.g. 3.0 "
                         "(the head `train nano --ground-weight` teaches; layer and head 0-based)")
+    q.add_argument("--shift-copies", action="store_true",
+                   help="average each one-point answer over shifted copies of the image (molmoact2.point_ensemble, "
+                        "the default ShiftEnsemble: 5 copies, 1/32 of the side); the one-pass answers are graded too")
     q.add_argument("--out", default="", help="write every answer and the summaries as JSON here")
     q.set_defaults(handler=run_qa)
     w = sub.add_parser("words", help="same scene and noise, only the object's name swapped: does the plan move "
@@ -169,8 +172,22 @@ def _load_record(path_text: str, command: str) -> dict:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
     from molmoact2.evaluation.report import to_markdown
 
+    path = Path(args.record)
+    if path.is_file() and path.suffix == ".json":
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            record = {}
+        if isinstance(record, dict) and record.get("format") == "molmoact2_qa_check.v1":  # an `eval qa` record
+            from molmoact2.evaluation.qa_check import to_markdown as qa_markdown
+
+            print(qa_markdown(record["results"]))
+            return 0
     print(to_markdown(_load_record(args.record, "report")))
     return 0
 
@@ -241,17 +258,26 @@ def run_qa(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     policy = load_nano(args.checkpoint, seed=args.seed)
     kinds = tuple(_split(args.kinds)) if args.kinds else GRADED_KINDS
+    ensemble = None
+    if args.shift_copies:
+        from molmoact2.point_ensemble import ShiftEnsemble
+
+        ensemble = ShiftEnsemble()
     try:
-        results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed, kinds=kinds, head=head)
-                   for d in args.data]
+        results = [grade(policy, d, max_questions=args.max_questions, seed=args.seed, kinds=kinds, head=head,
+                         ensemble=ensemble) for d in args.data]
     except ValueError as exc:
         raise SystemExit(f"eval qa: {exc}") from None
     print(to_markdown(results))
     if args.out:
         import json
 
+        from dataclasses import asdict
+
         Path(args.out).write_text(json.dumps({"format": "molmoact2_qa_check.v1", "checkpoint": str(args.checkpoint),
-                                              "kinds": list(kinds), "results": results}, indent=1))
+                                              "kinds": list(kinds), "results": results,
+                                              "shift_ensemble": None if ensemble is None else asdict(ensemble)},
+                                             indent=1))
         print(f"wrote {args.out}")
     return 0
 

@@ -166,12 +166,25 @@ def lands_on(seg: np.ndarray, labels: list[int], x_px: float, y_px: float) -> bo
     return bool(np.isin(seg[row, col], labels))
 
 
-def qa_metrics(policy: Any, data: Any, index: int) -> dict[str, Any]:
-    """Ask held-out question `index`; grade it against the ground truth."""
+def _first_point_lands(answer: str, seg: np.ndarray, labels: list[int]) -> bool:
+    from molmoact2 import spatial
+
+    points = spatial.parse_answer(answer).points_px(width=seg.shape[1], height=seg.shape[0], image=1)
+    return bool(len(points)) and lands_on(seg, labels, *points[0])
+
+
+def qa_metrics(policy: Any, data: Any, index: int, ensemble: Any = None) -> dict[str, Any]:
+    """Ask held-out question `index`; grade it against the ground truth. `ensemble`: a
+    `molmoact2.point_ensemble.ShiftEnsemble` (the point averaged over shifted copies of the image) or None (one pass)."""
     from molmoact2 import spatial
 
     item = data.qa[index]
-    step = policy.ask([data.qa_image(item)], item["question"])
+    if ensemble is None:
+        step = policy.ask([data.qa_image(item)], item["question"])
+    else:
+        from molmoact2.point_ensemble import ask_shifted
+
+        step = ask_shifted(policy, data.qa_image(item), item["question"], ensemble)
     answer = step.answer_text or ""
     seg = data.qa_segmentation(item)
     h, w = seg.shape
@@ -179,6 +192,10 @@ def qa_metrics(policy: Any, data: Any, index: int) -> dict[str, Any]:
     points = parsed.points_px(width=w, height=h, image=1)
     rec: dict[str, Any] = {"index": index, "kind": item["kind"], "question": item["question"], "answer": answer,
                            "expected": item["answer"], "n_points": int(len(points))}
+    shifted = step.info.get("shift_ensemble")
+    if shifted is not None and shifted.get("applied") and item["kind"] in ("point", "closer"):
+        rec["single_pass_answer"] = shifted["single_pass_answer"]
+        rec["single_pass_correct"] = _first_point_lands(shifted["single_pass_answer"], seg, item["labels"])
     if item["kind"] in ("point", "closer"):
         inside = [lands_on(seg, item["labels"], x, y) for x, y in points]
         rec["correct"] = bool(inside) and inside[0]

@@ -31,9 +31,11 @@ def sample_questions(qa: list[dict[str, Any]], n: int | None, seed: int = 0,
 
 def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240, seed: int = 0,
           kinds: tuple[str, ...] = GRADED_KINDS, progress: bool = True,
-          head: tuple[int, int] | None = None) -> dict[str, Any]:
+          head: tuple[int, int] | None = None, ensemble: Any = None) -> dict[str, Any]:
     """Answers to a sample of `data_dir`'s questions, graded as `molmoact2 eval nano` grades them. `head` =
-    (layer, head): also where that attention head looks while the model writes its points (`head_reading`)."""
+    (layer, head): also where that attention head looks while the model writes its points (`head_reading`).
+    `ensemble`: a `ShiftEnsemble` (each point averaged over shifted copies of the image; the one-pass answers are
+    graded too, paired: `point_single_pass`)."""
     from tqdm.auto import tqdm
 
     from molmoact2.evaluation.nano_eval import HELD_OUT_FIRST_SEED
@@ -47,9 +49,11 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     indices = sample_questions(data.qa, max_questions, seed, kinds)
     if not indices:
         raise ValueError(f"{data_dir}: no gradable questions ({', '.join(kinds)}) in qa.json")
-    answers = [qa_metrics(policy, data, i) for i in tqdm(indices, desc=f"qa {Path(data_dir).name}",
-                                                            disable=not progress, unit="q")]
+    answers = [qa_metrics(policy, data, i, ensemble) for i in tqdm(indices, desc=f"qa {Path(data_dir).name}",
+                                                                      disable=not progress, unit="q")]
     summary = _spatial(answers)
+    if ensemble is not None:
+        summary.update(single_pass_summary(answers))
     baseline = fixed_point_baseline(data, indices)
     if baseline is not None:
         summary["point_objects_fixed_point"] = baseline
@@ -72,6 +76,25 @@ def grade(policy: Any, data_dir: str | Path, *, max_questions: int | None = 240,
     return {"data": str(data_dir), "seeds": [low, high],
             "split": "held-out" if low >= HELD_OUT_FIRST_SEED else "training" if high < HELD_OUT_FIRST_SEED else "mixed",
             "summary": summary, "answers": answers}
+
+
+def single_pass_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pointing graded on the one-pass answers of an ensemble run, paired with the ensemble's: the same questions,
+    the same model, so the difference is the averaging alone. An answer the ensemble left alone (not one point)
+    counts the same in both."""
+    from molmoact2.evaluation.report import FIXTURES, _rate, pointed_name
+
+    out: dict[str, Any] = {}
+    for key, keep in (("point", lambda a: True), ("point_objects", lambda a: pointed_name(a) not in (None, *FIXTURES))):
+        recs = [a for a in answers if a["kind"] == "point" and keep(a)]
+        if not recs:
+            continue
+        one = [bool(a.get("single_pass_correct", a["correct"])) for a in recs]
+        both = [bool(a["correct"]) for a in recs]
+        out[f"{key}_single_pass"] = {**_rate(sum(one), len(recs)),
+                                     "only_ensemble": sum(b and not o for o, b in zip(one, both)),
+                                     "only_single_pass": sum(o and not b for o, b in zip(one, both))}
+    return out
 
 
 def fixed_point_baseline(data: Any, indices: list[int]) -> dict[str, Any] | None:
@@ -205,16 +228,31 @@ def head_reading(policy: Any, data: Any, answers: list[dict[str, Any]], layer: i
             "top_cell_hits": top, "top_cell_rate": top / len(share), "even_share": round(float(np.mean(even)), 3)}
 
 
+def _pct_paired(r: dict[str, Any] | None) -> str:
+    from molmoact2.evaluation.report import _pct
+
+    if r and "only_ensemble" in r:  # a one-pass row of an ensemble run: the discordant pairs say which is better
+        b, c, n = r["only_ensemble"], r["only_single_pass"], r["n"]
+        diff = 100 * (b - c) / n  # paired difference in points, with its normal-approximation 95% interval
+        half = 196 * ((b + c) - (b - c) ** 2 / n) ** 0.5 / n
+        return (f"{_pct(r)}; right only with the copies {b}, only in one pass {c}: copies {diff:+.1f} points "
+                f"({diff - half:+.1f} to {diff + half:+.1f})")
+    return _pct(r)
+
+
 def to_markdown(results: list[dict[str, Any]]) -> str:
     from molmoact2.evaluation.report import _pct
 
     head = [f"{r['split']} scenes (seeds {r['seeds'][0]}–{r['seeds'][1]})" for r in results]
     lines = ["| spatial question | " + " | ".join(head) + " |", "|---|" + "---|" * len(results)]
-    rows = (*GRADED_KINDS, "point_objects", "point_fixtures", "point_objects_fixed_point")
-    names = {"point_objects_fixed_point": "point_objects: one fixed point, no image (baseline)"}
+    rows = (*GRADED_KINDS, "point_objects", "point_fixtures", "point_single_pass", "point_objects_single_pass",
+            "point_objects_fixed_point")
+    names = {"point_objects_fixed_point": "point_objects: one fixed point, no image (baseline)",
+             "point_single_pass": "point, one pass (the same questions without the shifted copies)",
+             "point_objects_single_pass": "point_objects, one pass"}
     for kind in rows:  # pointing split: movable objects / the bin; then the no-image baseline for the objects
         if any(kind in r["summary"] for r in results):
-            lines.append(f"| {names.get(kind, kind)} | " + " | ".join(_pct(r["summary"].get(kind)) for r in results)
+            lines.append(f"| {names.get(kind, kind)} | " + " | ".join(_pct_paired(r["summary"].get(kind)) for r in results)
                          + " |")
     if any("point_objects_correlation" in r["summary"] for r in results):
         def corr(c: dict[str, Any] | None) -> str:

@@ -32,6 +32,7 @@ def test_ask_and_check(page):
     expect(question).to_have_value("Point to the red cube\nPlease say 'There are none.' if it is not in the image.",
                                    timeout=30_000)
 
+    expect(page.locator("#sp-copies input")).to_be_checked()
     page.locator("#sp-ask").click()
     # Either the model answered (a shipped Nano) or the page says plainly why it cannot.
     page.wait_for_function(
@@ -44,6 +45,8 @@ def test_ask_and_check(page):
         assert "not shipped" in text or "no Nano checkpoint" in text, text
     elif "Head " in text:  # an answer with a point: the grounded head's heatmap is beside it
         expect(page.locator("#sp-head img")).to_be_visible(timeout=30_000)
+        # the copies are on by default: one point, averaged over the shifted copies, and the page says so
+        assert "shifted copies" in text, text
     else:
         assert "Where the model looked" in text, text
     assert page.locator(".toast-body.error").count() == 0

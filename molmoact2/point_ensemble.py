@@ -97,7 +97,8 @@ def ask_shifted(policy: Any, image: Any, question: str, ensemble: ShiftEnsemble 
     base = _one_point_1000(text)
     info: dict[str, Any] = {"shifts_px": shifts, "step_frac": ensemble.step_frac, "single_pass_answer": text}
     if base is None:
-        info.update(applied=False, why="the answer is not exactly one point, so there is no position to average")
+        info.update(applied=False, why="the answer is not exactly one point on 0..1000 (Molmo2-ER's format), so "
+                                   "there is no position to average")
         return replace(first, info={**first.info, "shift_ensemble": info})
     points_1000: list[tuple[float, float] | None] = [base]
     for dx, dy in shifts[1:]:

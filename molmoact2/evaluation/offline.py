@@ -167,6 +167,7 @@ def lands_on(seg: np.ndarray, labels: list[int], x_px: float, y_px: float) -> bo
 
 
 def _first_point_lands(answer: str, seg: np.ndarray, labels: list[int]) -> bool:
+    """A point/closer question's grade: the answer's first point on image 1 lies on one of `labels`."""
     from molmoact2 import spatial
 
     points = spatial.parse_answer(answer).points_px(width=seg.shape[1], height=seg.shape[0], image=1)
@@ -197,8 +198,7 @@ def qa_metrics(policy: Any, data: Any, index: int, ensemble: Any = None) -> dict
         rec["single_pass_answer"] = shifted["single_pass_answer"]
         rec["single_pass_correct"] = _first_point_lands(shifted["single_pass_answer"], seg, item["labels"])
     if item["kind"] in ("point", "closer"):
-        inside = [lands_on(seg, item["labels"], x, y) for x, y in points]
-        rec["correct"] = bool(inside) and inside[0]
+        rec["correct"] = _first_point_lands(answer, seg, item["labels"])
     elif item["kind"] == "point_absent":
         rec["correct"] = len(points) == 0 and parsed.count == 0
     elif item["kind"] == "count":

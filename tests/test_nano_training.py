@@ -312,6 +312,65 @@ def test_front_dropout_blanks_plain_action_examples_front_image_only_when_asked(
         _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--front-dropout", "1.5"])
 
 
+def test_shift_augment_moves_picture_points_and_mask_together(data, data_dir, tmp_path):
+    """--shift-augment F: a question's picture moves by whole pixels (up to F of its side) and the answer's points
+    and grounding mask by the same pixels, so the moved point shows what the original point showed; answers that
+    would leave the picture, and box answers, are refused; robot examples and F = 0 are untouched."""
+    from molmoact2.training.shift_augment import shift_mask, shift_points_text, shifted_question
+
+    # by hand: 10 px right on a 100-px picture is +100 on the 0-1000 scale; y stays
+    assert shift_points_text('Counting the <points coords="1 1 400 500 2 650 900">cubes</points> shows a total of 2.',
+                             10, 0, width=100, height=100) == \
+        'Counting the <points coords="1 1 500 500 2 750 900">cubes</points> shows a total of 2.'
+    assert shift_points_text('<points coords="1 1 400 980">cube</points>', 0, 5, width=100, height=100) is None
+    assert shift_points_text('<boxes coords="1 1 10 10 50 50">cube</boxes>', 1, 1, width=100, height=100) is None
+    assert shift_points_text("There are none.", 3, 3, width=100, height=100) == "There are none."
+    with pytest.raises(ValueError, match="expected 'image id x y"):
+        shift_points_text('<points coords="1 1 400">cube</points>', 1, 1, width=100, height=100)
+    mask = np.zeros((6, 6), bool)
+    mask[2, 3] = True
+    assert np.argwhere(shift_mask(mask, 2, -1)).tolist() == [[1, 5]] and not shift_mask(mask, 3, 0).any()
+
+    pointing = [q for q in data.qa if spatial.parse_answer(q["answer"]).points]
+    assert pointing, "the tiny cache should hold pointing answers"
+    moved_any = 0
+    for s, item in enumerate(pointing * 5):
+        kw = data.qa_inputs(item) | {"ground_mask": np.isin(data.qa_segmentation(item), item.get("labels") or [0])}
+        out, (dx, dy) = shifted_question(kw, 0.1, np.random.default_rng(s))
+        image, moved = np.asarray(kw["images"][0]), np.asarray(out["images"][0])
+        h, w = image.shape[:2]
+        assert max(abs(dx), abs(dy)) <= round(0.1 * w) and moved.shape == image.shape
+        moved_any += (dx, dy) != (0, 0)
+        before = spatial.parse_answer(kw["answer"]).points_px(width=w, height=h)
+        after = spatial.parse_answer(out["answer"]).points_px(width=w, height=h)
+        assert np.abs(after - before - [dx, dy]).max() <= 0.5 * w / 1000 + 1e-4  # rounding on the 0-1000 scale
+        for x0, y0 in before.astype(int):  # the pixel under each point moved by the same (dx, dy) as the point
+            assert np.array_equal(image[y0, x0], moved[min(max(y0 + dy, 0), h - 1), min(max(x0 + dx, 0), w - 1)])
+        sy, sx = kw["ground_mask"].shape[0] / h, kw["ground_mask"].shape[1] / w
+        assert out["ground_mask"].sum() <= kw["ground_mask"].sum()
+        if kw["ground_mask"].any() and out["ground_mask"].any():
+            shift = np.argwhere(out["ground_mask"]).mean(0) - np.argwhere(kw["ground_mask"]).mean(0)
+            if out["ground_mask"].sum() == kw["ground_mask"].sum():
+                assert np.allclose(shift, [round(dy * sy), round(dx * sx)])
+    assert moved_any > len(pointing)  # most draws move the picture
+
+    data.shift_frac = 0.1
+    try:
+        robot = data.example_inputs("action", np.random.default_rng(0))
+    finally:
+        data.shift_frac = 0.0
+    assert np.array_equal(robot["images"][0], data.example_inputs("action", np.random.default_rng(0))["images"][0])
+    out = tmp_path / "sa"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "1", "--shift-augment", "0.08",
+                   "--mix", "action=0.5,qa=0.5"]) == 0
+    assert json.loads((out / "training_args.json").read_text())["config"]["shift_augment"] == 0.08
+    with pytest.raises(ValueError, match="share of the picture's side"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--shift-augment", "0.5"])
+    with pytest.raises(ValueError, match="qa=0"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad2"), "--steps", "1", "--shift-augment", "0.1",
+                "--mix", "action=1,depth=0,depth_action=0,qa=0"])
+
+
 def test_ordinal_state_rows_are_similar_near_and_different_far():
     from molmoact2.models.nano.state_embedding import ordinal_rows
 

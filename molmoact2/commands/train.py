@@ -102,6 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--front-dropout", type=float, default=0.0, metavar="P",
                    help="blank a plain action example's front image (mid-grey) with probability P (0 = off): "
                         "the wrist camera then has to carry the reach")
+    n.add_argument("--shift-augment", type=float, default=0.0, metavar="F",
+                   help="move each question's picture by whole pixels up to F of its side in x and y (0 = off), "
+                        "the answer's points and grounding mask with it; e.g. 0.08, half a 6x6 token cell")
     n.add_argument("--ground-weight", type=float, default=0.0, metavar="W",
                    help="grounding loss weight (0 = off): while a pointing answer's coordinates are written, one "
                         "attention head is trained to look at the image tokens covering the named object")
@@ -245,7 +248,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       pooling=_parse_pooling(args.pooling), freeze_vision=args.freeze_vision,
                       expert_only=args.expert_only,
                       ordinal_state=args.ordinal_state, state_noise=args.state_noise,
-                      front_dropout=args.front_dropout,
+                      front_dropout=args.front_dropout, shift_augment=args.shift_augment,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,
                       reach_weight=args.reach_weight, reach_layer=args.reach_layer,

@@ -89,6 +89,7 @@ class NanoTrainData:
         self.reach_stats: tuple[np.ndarray, np.ndarray] | None = None
         self.state_noise = 0.0  # > 0: robot examples' states get Gaussian noise of this fraction of each joint's range
         self.front_dropout = 0.0  # > 0: action examples' front image is blanked with this probability
+        self.shift_frac = 0.0  # > 0: question pictures move by up to this share of the side, points with them
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -213,7 +214,12 @@ class NanoTrainData:
     def example_inputs(self, style: str, rng: np.random.Generator) -> dict[str, Any]:
         """Keyword arguments for train_step.build_example (without model/processor)."""
         if style == "qa":
-            return self.qa_inputs(self.qa[int(rng.integers(len(self.qa)))])
+            kw = self.qa_inputs(self.qa[int(rng.integers(len(self.qa)))])
+            if self.shift_frac > 0:  # drawn only when asked, so every other run's random stream is unchanged
+                from molmoact2.training.shift_augment import shifted_question
+
+                kw, _ = shifted_question(kw, self.shift_frac, rng)
+            return kw
         index = self.index
         if self.ground_actions and self.ground_first and style in ("action", "depth_action") and rng.random() < 0.5:
             index = index[index[:, 1] < self.ground_first]  # the frames where only the words name the object

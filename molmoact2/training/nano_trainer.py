@@ -86,6 +86,10 @@ class TrainConfig:
     # the last centimetres.
     # Measured worse (docs/nano_experiments.md#camera-reliance): the words are followed less; an option only.
     front_dropout: float = 0.0
+    # Question pictures moved by up to this share of the side (uniform whole pixels in x and y, 0 = off), the
+    # answer's points and the grounding mask with them (training/shift_augment.py). Why: five shifted copies at
+    # inference lift pointing well above one pass; training on shifted pictures may teach one pass the same.
+    shift_augment: float = 0.0
     # Grounding loss (models/nano/grounding.py): weight (0 = off), and which layer's head is told where the named
     # object is while the point's coordinates are written.
     ground_weight: float = 0.0
@@ -332,6 +336,13 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         raise ValueError("front_dropout (--front-dropout) blanks plain action examples, and --mix has action=0: "
                          "give the action style a share")
     data.front_dropout = cfg.front_dropout
+    if not 0.0 <= cfg.shift_augment <= 0.25:
+        raise ValueError(f"shift_augment (--shift-augment): expected a share of the picture's side 0..0.25, "
+                         f"got {cfg.shift_augment}")
+    if cfg.shift_augment > 0 and cfg.mix.qa <= 0:
+        raise ValueError("shift_augment (--shift-augment) moves question pictures, and --mix has qa=0: "
+                         "give the qa style a share")
+    data.shift_frac = cfg.shift_augment
     data.ground_first = cfg.ground_actions_first
     if cfg.expert_only:
         if cfg.mix.depth > 0 or cfg.mix.qa > 0:

@@ -158,3 +158,42 @@ def test_pointing_is_split_into_movable_objects_and_the_bin():
     # a compact record (rollouts + stored summary, no answers) keeps its stored spatial figures
     compact = {k: v for k, v in new.items() if k != "qa"} | {"summary": summary_of(new)}
     assert summary_of(compact)["spatial"] == summary_of(new)["spatial"]
+
+
+def test_qa_records_compare_question_by_question(tmp_path, capsys):
+    """`eval compare` on two `eval qa` records (the shipped Nano-ER's and Nano's on the same 584 held-out pointing
+    questions): the hits and discordant counts are recounted here from the answers; a record against itself
+    differs by nothing; different caches or mixed record kinds are refused."""
+    from molmoact2.cli import main
+    from molmoact2.evaluation.qa_compare import compare_qa, paired_difference
+
+    er = json.loads(open("docs/results/qa_nano_er_shift_heldout.json").read())
+    nano = json.loads(open("docs/results/qa_nano_shift_heldout.json").read())
+    row = compare_qa(er, nano)["caches"][0]["rows"]["point"]
+    a = {x["index"]: x["correct"] for x in er["results"][0]["answers"] if x["kind"] == "point"}
+    b = {x["index"]: x["correct"] for x in nano["results"][0]["answers"] if x["kind"] == "point"}
+    assert row["n"] == len(a) == 584 and row["old_hits"] == sum(a.values()) and row["new_hits"] == sum(b.values())
+    assert row["only_new"] == sum(b[i] and not a[i] for i in a) and row["only_old"] == sum(a[i] and not b[i] for i in a)
+    assert row["diff"] == pytest.approx(100 * (row["new_hits"] - row["old_hits"]) / row["n"]) and row["high"] < 0
+    same = compare_qa(er, er)["caches"][0]["rows"]["point"]
+    assert (same["only_new"], same["only_old"], same["diff"], same["low"], same["high"]) == (0, 0, 0, 0, 0)
+    assert paired_difference(10, 0, 100)[1] > 0 and paired_difference(5, 5, 100)[:1] == (0.0,)
+    with pytest.raises(ValueError, match="n > 0"):
+        paired_difference(0, 0, 0)
+
+    moved = json.loads(json.dumps(nano))
+    moved["results"][0]["data"] = "/tmp/elsewhere"
+    with pytest.raises(ValueError, match="different data caches"):
+        compare_qa(er, moved)
+    renamed = json.loads(json.dumps(nano))
+    renamed["results"][0]["answers"][0]["question"] = "Point to something else"
+    with pytest.raises(ValueError, match="not sampled the same way"):
+        compare_qa(er, renamed)
+
+    assert main(["eval", "compare", "docs/results/qa_nano_er_shift_heldout.json",
+                 "docs/results/qa_nano_shift_heldout.json", "--names", "ER,Nano"]) == 0
+    out = capsys.readouterr().out
+    assert f"({row['old_hits']}/584)" in out and f"({row['new_hits']}/584)" in out
+    assert "worse" in out and "right only in Nano / only in ER" in out
+    with pytest.raises(SystemExit, match="one record is an `eval qa` record"):
+        main(["eval", "compare", "docs/results/qa_nano_er_shift_heldout.json", "docs/results/nano_eval.json"])

@@ -4,7 +4,7 @@
     molmoact2 eval nano --checkpoint assets/nano --heldout /tmp/nano_heldout --seeds-per-task 50 \\
         --out docs/results/nano_eval.json
     molmoact2 eval report docs/results/nano_eval.json
-    molmoact2 eval compare OLD.json NEW.json     # is NEW clearly better on the same seeds?
+    molmoact2 eval compare OLD.json NEW.json     # is NEW clearly better on the same seeds (or questions)?
     molmoact2 eval luck S0.json S1.json S2.json   # one checkpoint, several --noise-seed draws: skill or luck?
     molmoact2 eval compare-draws --old A0.json A1.json A2.json --new B0.json B1.json B2.json   # better beyond luck?
     molmoact2 eval qa --data /tmp/nano_data /tmp/nano_heldout   # spatial answers: training vs held-out scenes
@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="print the markdown tables of a saved JSON record")
     r.add_argument("record")
     r.set_defaults(handler=run_report)
-    c = sub.add_parser("compare", help="two records side by side: differences with 95%% intervals, paired episodes")
+    c = sub.add_parser("compare", help="two records side by side: differences with 95%% intervals, paired episodes "
+                                       "(two `eval qa` records: paired question by question)")
     c.add_argument("old")
     c.add_argument("new")
     c.add_argument("--names", default="old,new", help="column names for the two records, e.g. 'step 1100,step 2800'")
@@ -171,23 +172,32 @@ def _load_record(path_text: str, command: str) -> dict:
     return record
 
 
-def run_report(args: argparse.Namespace) -> int:
+def _qa_record(path_text: str) -> dict | None:
+    """The record at `path_text` if it is an `eval qa` record, else None (the caller decides what else it may be)."""
     import json
     from pathlib import Path
 
+    from molmoact2.evaluation.qa_compare import QA_FORMAT
+
+    path = Path(path_text)
+    if not (path.is_file() and path.suffix == ".json"):
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("format") == QA_FORMAT else None
+
+
+def run_report(args: argparse.Namespace) -> int:
     from molmoact2.evaluation.report import to_markdown
 
-    path = Path(args.record)
-    if path.is_file() and path.suffix == ".json":
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            record = {}
-        if isinstance(record, dict) and record.get("format") == "molmoact2_qa_check.v1":  # an `eval qa` record
-            from molmoact2.evaluation.qa_check import to_markdown as qa_markdown
+    record = _qa_record(args.record)
+    if record is not None:  # an `eval qa` record
+        from molmoact2.evaluation.qa_check import to_markdown as qa_markdown
 
-            print(qa_markdown(record["results"]))
-            return 0
+        print(qa_markdown(record["results"]))
+        return 0
     print(to_markdown(_load_record(args.record, "report")))
     return 0
 
@@ -203,6 +213,18 @@ def run_compare(args: argparse.Namespace) -> int:
     from molmoact2.evaluation.compare import compare, to_markdown
 
     names = _two_names(args.names, "compare")
+    qa_old, qa_new = _qa_record(args.old), _qa_record(args.new)
+    if qa_old is not None or qa_new is not None:  # `eval qa` records: paired question by question
+        from molmoact2.evaluation import qa_compare
+
+        if qa_old is None or qa_new is None:
+            raise SystemExit("eval compare: one record is an `eval qa` record and the other is not; compare two "
+                             "`eval qa --out` records of the same --data, or two `eval nano` records")
+        try:
+            print(qa_compare.to_markdown(qa_compare.compare_qa(qa_old, qa_new), old_name=names[0], new_name=names[1]))
+        except ValueError as exc:
+            raise SystemExit(f"eval compare: {exc}") from None
+        return 0
     old, new = _load_record(args.old, "compare"), _load_record(args.new, "compare")
     try:
         result = compare(old, new)

@@ -232,11 +232,12 @@ def _pct_paired(r: dict[str, Any] | None) -> str:
     from molmoact2.evaluation.report import _pct
 
     if r and "only_ensemble" in r:  # a one-pass row of an ensemble run: the discordant pairs say which is better
-        b, c, n = r["only_ensemble"], r["only_single_pass"], r["n"]
-        diff = 100 * (b - c) / n  # paired difference in points, with its normal-approximation 95% interval
-        half = 196 * ((b + c) - (b - c) ** 2 / n) ** 0.5 / n
+        from molmoact2.evaluation.qa_compare import paired_difference
+
+        b, c = r["only_ensemble"], r["only_single_pass"]
+        diff, low, high = paired_difference(b, c, r["n"])
         return (f"{_pct(r)}; right only with the copies {b}, only in one pass {c}: copies {diff:+.1f} points "
-                f"({diff - half:+.1f} to {diff + half:+.1f})")
+                f"({low:+.1f} to {high:+.1f})")
     return _pct(r)
 
 

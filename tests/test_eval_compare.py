@@ -163,20 +163,33 @@ def test_pointing_is_split_into_movable_objects_and_the_bin():
 def test_qa_records_compare_question_by_question(tmp_path, capsys):
     """`eval compare` on two `eval qa` records (the shipped Nano-ER's and Nano's on the same 584 held-out pointing
     questions): the hits and discordant counts are recounted here from the answers; a record against itself
-    differs by nothing; different caches or mixed record kinds are refused."""
+    differs by nothing; different caches or mixed record kinds are refused. These records predate recorded
+    layouts: with their cache moved away the interval is the independent-question one, and says so."""
     from molmoact2.cli import main
     from molmoact2.evaluation.qa_compare import compare_qa, paired_difference
 
-    er = json.loads(open("docs/results/qa_nano_er_shift_heldout.json").read())
-    nano = json.loads(open("docs/results/qa_nano_shift_heldout.json").read())
-    row = compare_qa(er, nano)["caches"][0]["rows"]["point"]
+    def load(name):
+        record = json.loads(open(f"docs/results/{name}").read())
+        record["results"][0]["data"] = str(tmp_path / "not_here")  # no cache to look layouts up in
+        return record
+
+    er, nano = load("qa_nano_er_shift_heldout.json"), load("qa_nano_shift_heldout.json")
+    cache = compare_qa(er, nano)["caches"][0]
+    row = cache["rows"]["point"]
     a = {x["index"]: x["correct"] for x in er["results"][0]["answers"] if x["kind"] == "point"}
     b = {x["index"]: x["correct"] for x in nano["results"][0]["answers"] if x["kind"] == "point"}
     assert row["n"] == len(a) == 584 and row["old_hits"] == sum(a.values()) and row["new_hits"] == sum(b.values())
     assert row["only_new"] == sum(b[i] and not a[i] for i in a) and row["only_old"] == sum(a[i] and not b[i] for i in a)
     assert row["diff"] == pytest.approx(100 * (row["new_hits"] - row["old_hits"]) / row["n"]) and row["high"] < 0
+    assert row["layouts"] is None and "not on disk" in cache["layouts_from"]
     same = compare_qa(er, er)["caches"][0]["rows"]["point"]
     assert (same["only_new"], same["only_old"], same["diff"], same["low"], same["high"]) == (0, 0, 0, 0, 0)
+    one_pass = compare_qa(er, er, old_field="single_pass_correct")["caches"][0]["rows"]["point"]
+    assert (one_pass["old_hits"], one_pass["new_hits"]) == (er["results"][0]["summary"]["point_single_pass"]["hits"],
+                                                            er["results"][0]["summary"]["point"]["hits"])
+    with pytest.raises(ValueError, match="no answer has 'single_pass_correct'"):
+        compare_qa(er, json.loads(json.dumps(er).replace('"single_pass_correct"', '"one_pass"')),
+                   new_field="single_pass_correct")
     assert paired_difference(10, 0, 100)[1] > 0 and paired_difference(5, 5, 100)[:1] == (0.0,)
     with pytest.raises(ValueError, match="n > 0"):
         paired_difference(0, 0, 0)
@@ -190,10 +203,62 @@ def test_qa_records_compare_question_by_question(tmp_path, capsys):
     with pytest.raises(ValueError, match="not sampled the same way"):
         compare_qa(er, renamed)
 
-    assert main(["eval", "compare", "docs/results/qa_nano_er_shift_heldout.json",
-                 "docs/results/qa_nano_shift_heldout.json", "--names", "ER,Nano"]) == 0
+    (tmp_path / "er.json").write_text(json.dumps(er))
+    (tmp_path / "nano.json").write_text(json.dumps(nano))
+    assert main(["eval", "compare", str(tmp_path / "er.json"), str(tmp_path / "nano.json"), "--names", "ER,Nano"]) == 0
     out = capsys.readouterr().out
     assert f"({row['old_hits']}/584)" in out and f"({row['new_hits']}/584)" in out
-    assert "worse" in out and "right only in Nano / only in ER" in out
+    assert "worse" in out and "right only in Nano / only in ER" in out and "treated as independent" in out
     with pytest.raises(SystemExit, match="one record is an `eval qa` record"):
         main(["eval", "compare", "docs/results/qa_nano_er_shift_heldout.json", "docs/results/nano_eval.json"])
+    with pytest.raises(SystemExit, match="are for `eval qa --shift-copies` records"):
+        main(["eval", "compare", "docs/results/nano_eval.json", "docs/results/nano_eval.json", "--one-pass-old"])
+
+
+def test_clustered_interval_counts_layouts_not_questions():
+    """Questions of one layout move together: ten layouts of ten questions each, where the new model wins all ten
+    questions of three layouts and loses all of one, differ by +20 points with a much wider interval than the
+    same 100 answers read as independent questions; by hand: per-layout sums of (d - 0.2) are 8 (x3), -12 and
+    -2 (x6), so the variance is (3*64 + 144 + 6*4) * 10/9 / 100^2 and the quantile is t(9) = 2.262."""
+    from molmoact2.evaluation.qa_compare import clustered_difference, paired_difference, t_quantile_975
+
+    for dof, table in ((3, 3.182), (5, 2.571), (9, 2.262), (12, 2.179), (30, 2.042), (1000, 1.962)):
+        assert t_quantile_975(dof) == pytest.approx(table, abs=0.025 if dof == 3 else 0.005)
+    pairs, layouts = [], []
+    for layout in range(10):
+        won, lost = layout < 3, layout == 3
+        pairs += [(lost, won)] * 10
+        layouts += [layout] * 10
+    diff, low, high, k = clustered_difference(pairs, layouts)
+    half = 2.262 * ((3 * 64 + 144 + 6 * 4) * 10 / 9) ** 0.5 / 100
+    assert k == 10 and diff == pytest.approx(20.0) and (low, high) == pytest.approx((20 - 100 * half, 20 + 100 * half),
+                                                                                     abs=0.05)
+    iid = paired_difference(30, 10, 100)
+    assert iid[0] == pytest.approx(diff) and (high - low) > 2 * (iid[2] - iid[1])
+    assert clustered_difference(pairs, list(range(100)))[2] - clustered_difference(pairs, list(range(100)))[1] < \
+        high - low  # every question its own layout: back near the independent width
+    with pytest.raises(ValueError, match="one layout per pair"):
+        clustered_difference(pairs, layouts[:-1])
+
+
+def test_qa_records_over_several_caches_add_a_pooled_row_with_layouts_per_cache():
+    """Two caches whose layouts share seed numbers: the pooled row adds their questions, and counts a seed in each
+    cache as its own layout (the caches are different scenes)."""
+    from molmoact2.evaluation.qa_compare import compare_qa, to_markdown
+
+    def record(hits_by_cache):
+        results = []
+        for c, hits in enumerate(hits_by_cache):
+            answers = [{"index": i, "kind": "point", "question": f"Point to the red cube\n{c}", "layout": 10000 + i % 4,
+                        "correct": i < hits} for i in range(12)]
+            results.append({"data": f"/nowhere/{c}", "seeds": [10000, 10003], "answers": answers})
+        return {"format": "molmoact2_qa_check.v1", "checkpoint": "x", "results": results}
+
+    result = compare_qa(record([3, 5]), record([9, 4]))
+    one, two, pooled = result["caches"]
+    assert pooled["data"] == "all caches" and pooled["layouts_from"] == "per cache"
+    assert (one["rows"]["point"]["layouts"], pooled["rows"]["point"]["layouts"]) == (4, 8)
+    p = pooled["rows"]["point"]
+    assert (p["n"], p["old_hits"], p["new_hits"], p["only_new"], p["only_old"]) == (24, 8, 13, 6, 1)
+    assert p["diff"] == pytest.approx(100 * 5 / 24)
+    assert "all caches | point | 33% (8/24) | 54% (13/24)" in to_markdown(result)

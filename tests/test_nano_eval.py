@@ -396,6 +396,10 @@ def test_eval_qa_shift_copies_grades_both_ways_and_report_reprints_it(heldout_di
     assert one_pass["hits"] == sum(a.get("single_pass_correct", a["correct"]) for a in answers)
     assert one_pass["only_ensemble"] - one_pass["only_single_pass"] == (result["summary"]["point"]["hits"]
                                                                         - one_pass["hits"])
+    # every answer names its layout (the seed), and the paired interval is clustered over them
+    meta = json.loads((heldout_dir / "meta.json").read_text())
+    assert {a["layout"] for a in answers} <= {e["seed"] for e in meta["episodes"]}
+    assert one_pass["layouts"] == len({a["layout"] for a in answers}) and f"clustered over {one_pass['layouts']}" in out
     assert main(["eval", "report", str(rec)]) == 0
     assert capsys.readouterr().out.strip() == out.split("\nwrote ")[0].strip()
 

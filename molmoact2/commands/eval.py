@@ -71,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("old")
     c.add_argument("new")
     c.add_argument("--names", default="old,new", help="column names for the two records, e.g. 'step 1100,step 2800'")
+    c.add_argument("--one-pass-old", action="store_true",
+                   help="`eval qa --shift-copies` records: grade OLD by its one-pass answers (e.g. the same record "
+                        "twice: one pass against the copies, clustered by layout)")
+    c.add_argument("--one-pass-new", action="store_true", help="the same for NEW")
     c.set_defaults(handler=run_compare)
     cd = sub.add_parser("compare-draws", help="two checkpoints, several --noise-seed records each: differences "
                                               "paired by layout, with the draws' luck inside the interval")
@@ -210,6 +214,8 @@ def _two_names(text: str, command: str) -> list[str]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from molmoact2.evaluation.compare import compare, to_markdown
 
     names = _two_names(args.names, "compare")
@@ -220,11 +226,19 @@ def run_compare(args: argparse.Namespace) -> int:
         if qa_old is None or qa_new is None:
             raise SystemExit("eval compare: one record is an `eval qa` record and the other is not; compare two "
                              "`eval qa --out` records of the same --data, or two `eval nano` records")
+        fields = {f"{side}_field": "single_pass_correct" if getattr(args, f"one_pass_{side}") else "correct"
+                  for side in ("old", "new")}
         try:
-            print(qa_compare.to_markdown(qa_compare.compare_qa(qa_old, qa_new), old_name=names[0], new_name=names[1]))
+            print(qa_compare.to_markdown(qa_compare.compare_qa(qa_old, qa_new, **fields), old_name=names[0],
+                                         new_name=names[1]))
         except ValueError as exc:
             raise SystemExit(f"eval compare: {exc}") from None
         return 0
+    if args.one_pass_old or args.one_pass_new:
+        for path in (args.old, args.new):
+            if not Path(path).is_file():
+                raise SystemExit(f"eval compare: {path} not found")
+        raise SystemExit("eval compare: --one-pass-old / --one-pass-new are for `eval qa --shift-copies` records")
     old, new = _load_record(args.old, "compare"), _load_record(args.new, "compare")
     try:
         result = compare(old, new)

@@ -191,8 +191,12 @@ def qa_metrics(policy: Any, data: Any, index: int, ensemble: Any = None) -> dict
     h, w = seg.shape
     parsed = spatial.parse_answer(answer)
     points = parsed.points_px(width=w, height=h, image=1)
+    from molmoact2.evaluation.qa_compare import question_layout
+
     rec: dict[str, Any] = {"index": index, "kind": item["kind"], "question": item["question"], "answer": answer,
-                           "expected": item["answer"], "n_points": int(len(points))}
+                           "expected": item["answer"], "n_points": int(len(points)),
+                           # the simulator seed: questions of one layout are not independent (qa_compare)
+                           "layout": question_layout(data.meta, item)}
     shifted = step.info.get("shift_ensemble")
     if shifted is not None and shifted.get("applied") and item["kind"] in ("point", "closer"):
         rec["single_pass_answer"] = shifted["single_pass_answer"]

@@ -91,9 +91,14 @@ def single_pass_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         one = [bool(a.get("single_pass_correct", a["correct"])) for a in recs]
         both = [bool(a["correct"]) for a in recs]
-        out[f"{key}_single_pass"] = {**_rate(sum(one), len(recs)),
-                                     "only_ensemble": sum(b and not o for o, b in zip(one, both)),
-                                     "only_single_pass": sum(o and not b for o, b in zip(one, both))}
+        row = {**_rate(sum(one), len(recs)), "only_ensemble": sum(b and not o for o, b in zip(one, both)),
+               "only_single_pass": sum(o and not b for o, b in zip(one, both))}
+        if all(a.get("layout") is not None for a in recs):  # copies minus one pass, clustered by layout
+            from molmoact2.evaluation.qa_compare import clustered_difference
+
+            diff, low, high, k = clustered_difference(list(zip(one, both)), [a["layout"] for a in recs])
+            row |= {"diff": diff, "low": low, "high": high, "layouts": k}
+        out[f"{key}_single_pass"] = row
     return out
 
 
@@ -235,9 +240,13 @@ def _pct_paired(r: dict[str, Any] | None) -> str:
         from molmoact2.evaluation.qa_compare import paired_difference
 
         b, c = r["only_ensemble"], r["only_single_pass"]
-        diff, low, high = paired_difference(b, c, r["n"])
+        if r.get("layouts"):
+            diff, low, high, how = r["diff"], r["low"], r["high"], f"clustered over {r['layouts']} layouts"
+        else:  # a record from before answers carried their layout
+            diff, low, high = paired_difference(b, c, r["n"])
+            how = "questions as independent: too narrow"
         return (f"{_pct(r)}; right only with the copies {b}, only in one pass {c}: copies {diff:+.1f} points "
-                f"({low:+.1f} to {high:+.1f})")
+                f"({low:+.1f} to {high:+.1f}, {how})")
     return _pct(r)
 
 

@@ -185,9 +185,12 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
 
     lines = [f"{old_name}: {result['old_checkpoint']}{graded(result['old_field'])}; "
              f"{new_name}: {result['new_checkpoint']}{graded(result['new_field'])}"]
-    if result["old_shift_ensemble"] != result["new_shift_ensemble"] and result["old_field"] == result["new_field"]:
-        lines.append(f"NOTE: asked differently (shift copies {result['old_shift_ensemble']} vs "
-                     f"{result['new_shift_ensemble']}): the difference includes the way of asking")
+    # a side was asked with shifted copies when its record used them and its copies' grades are compared
+    copies = [result[f"{side}_shift_ensemble"] if result[f"{side}_field"] == "correct" else None
+              for side in ("old", "new")]
+    if copies[0] != copies[1]:
+        lines.append(f"NOTE: asked differently (shift copies {copies[0]} vs {copies[1]}): the difference includes "
+                     f"the way of asking")
     lines += ["", f"| cache | kind | {old_name} | {new_name} | right only in {new_name} / only in {old_name} | "
                   f"{new_name} − {old_name}, points (95% interval) |", "|---|---|---|---|---|---|"]
     notes = []

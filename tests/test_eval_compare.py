@@ -262,3 +262,27 @@ def test_qa_records_over_several_caches_add_a_pooled_row_with_layouts_per_cache(
     assert (p["n"], p["old_hits"], p["new_hits"], p["only_new"], p["only_old"]) == (24, 8, 13, 6, 1)
     assert p["diff"] == pytest.approx(100 * 5 / 24)
     assert "all caches | point | 33% (8/24) | 54% (13/24)" in to_markdown(result)
+
+
+def test_layout_design_effect_script_on_shipped_records(capsys, monkeypatch):
+    """scripts/layout_design_effect.py on two recorded comparisons: the pointing questions of one layout move
+    together (design effect well above 1), closed-loop episodes on one seed hardly do (close to 1); an odd number
+    of records is refused."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("layout_design_effect", "scripts/layout_design_effect.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    R = "docs/results/"
+    monkeypatch.setattr(sys, "argv", ["x", R + "qa4_er_more_control.json", R + "qa4_er_more_shiftaug.json",
+                                      R + "nano_eval_exec15_seeds20000_continuous.json",
+                                      R + "nano_eval_exec30_seeds20000_continuous.json"])
+    script.main()
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    effects = [float(r[-2]) for r in rows]
+    assert "2326 questions" in rows[0][2] and int(rows[0][3]) == 52 and effects[0] > 2
+    assert "200 episodes" in rows[1][2] and int(rows[1][3]) == 50 and 0.7 < effects[1] < 1.4
+    monkeypatch.setattr(sys, "argv", ["x", R + "qa4_er_more_control.json"])
+    with pytest.raises(SystemExit, match="pairs of records"):
+        script.main()

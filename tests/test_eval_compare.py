@@ -286,3 +286,25 @@ def test_layout_design_effect_script_on_shipped_records(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["x", R + "qa4_er_more_control.json"])
     with pytest.raises(SystemExit, match="pairs of records"):
         script.main()
+
+
+def test_nano_records_with_layouts_pair_their_spatial_rows_by_question():
+    """`eval nano` records whose answers carry their index and layout (from 2026-12-06): the spatial rows are paired
+    question by question and clustered by layout, the interval recomputed here; older answers stay unpaired."""
+    from molmoact2.evaluation.qa_compare import clustered_difference
+
+    old = _record({"touch": [True] * 4}, point_hits=5)
+    new = _record({"touch": [True] * 4}, point_hits=12)
+    unpaired = {r["metric"]: r for r in compare(old, new)["rows"]}
+    assert "spatial: point" in unpaired
+    for rec in (old, new):
+        for i, q in enumerate(rec["qa"]):
+            q |= {"index": i, "question": f"Point to the red cube {i}", "layout": 10000 + i % 5}
+    rows = {r["metric"].split(" (")[0]: r for r in compare(old, new)["rows"]}
+    row = rows["spatial: point"]
+    assert "paired; interval clustered over 5 layouts" in row["metric"]
+    assert (row["old"]["hits"], row["new"]["hits"], row["old"]["n"]) == (5, 12, 20)
+    pairs = [(i < 5, i < 12) for i in range(20)]
+    diff, low, high, _ = clustered_difference(pairs, [10000 + i % 5 for i in range(20)])
+    assert row["diff"] == pytest.approx(diff / 100) and row["ci95"] == pytest.approx((low / 100, high / 100))
+    assert "paired" in to_markdown(compare(old, new))

@@ -118,6 +118,28 @@ def _paired(old_rollouts: list[dict[str, Any]], new_rollouts: list[dict[str, Any
     return out
 
 
+def _paired_spatial(old_qa: list[dict[str, Any]], new_qa: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Spatial rows paired question by question with the interval clustered by layout (evaluation/qa_compare.py:
+    answers about one layout move together), when both records graded the same questions and recorded each one's
+    layout (records from 2026-12-06 on); empty otherwise, and the rows stay unpaired."""
+    from molmoact2.evaluation.qa_compare import _rows
+
+    a = {q["index"]: q for q in old_qa if "index" in q and q.get("layout") is not None and "correct" in q}
+    b = {q["index"]: q for q in new_qa if "index" in q and q.get("layout") is not None and "correct" in q}
+    common = sorted(set(a) & set(b))
+    if not common or len(common) != len(old_qa) or len(common) != len(new_qa) \
+            or any(a[i]["question"] != b[i]["question"] for i in common):
+        return {}
+    graded = [(a[i], (bool(a[i]["correct"]), bool(b[i]["correct"])), a[i]["layout"]) for i in common]
+    out = {}
+    for kind, r in _rows(graded, clustered=True).items():
+        lo, hi = r["low"] / 100, r["high"] / 100
+        out[kind] = {"metric": f"spatial: {kind} (paired; interval clustered over {r['layouts']} layouts)",
+                     "old": {"hits": r["old_hits"], "n": r["n"]}, "new": {"hits": r["new_hits"], "n": r["n"]},
+                     "diff": r["diff"] / 100, "ci95": (lo, hi), "verdict": _verdict(lo, hi)}
+    return out
+
+
 def check_comparable(old: dict[str, Any], new: dict[str, Any]) -> None:
     for rec, which in ((old, "old"), (new, "new")):
         if rec.get("format") != "molmoact2_nano_eval.v1":
@@ -147,7 +169,11 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                          wn.get("both_named")))
         rows.append(_row(f"{mode}: same object under both instructions", wo.get("same_object_both_times"),
                          wn.get("same_object_both_times"), higher_is_better=False))
+    paired_qa = _paired_spatial(old.get("qa") or [], new.get("qa") or [])
     for kind in ("point", "point_objects", "point_fixtures", "closer", "point_absent", "count"):
+        if kind in paired_qa:
+            rows.append(paired_qa[kind])
+            continue
         rows.append(_row(f"spatial: {kind}", so.get("spatial", {}).get(kind), sn.get("spatial", {}).get(kind)))
     if "depth_codes" in so and "depth_codes" in sn:
         for key in ("first_query_all_cells", "later_queries_all_cells", "later_queries_changed_cells"):

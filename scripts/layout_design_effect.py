@@ -24,14 +24,14 @@ def _pairs(old: dict, new: dict) -> tuple[list[tuple[bool, bool]], list[object],
         keys = sorted(set(a) & set(b))
         return [(a[k], b[k]) for k in keys], [k[2] for k in keys], "episodes"
     if old.get("format") == new.get("format") == "molmoact2_qa_check.v1":
-        from molmoact2.evaluation.qa_compare import _layouts
+        from molmoact2.evaluation.qa_compare import answer_layouts
 
         pairs, layouts = [], []
         for ro, rn in zip(old["results"], new["results"]):
             a = {x["index"]: x for x in ro["answers"] if "correct" in x}
             b = {x["index"]: x for x in rn["answers"] if "correct" in x}
             common = sorted(set(a) & set(b))
-            found, where = _layouts({i: a[i] for i in common}, ro["data"])
+            found, where = answer_layouts({i: a[i] for i in common}, ro["data"])
             if found is None:
                 raise SystemExit(f"{ro['data']}: no layouts ({where})")
             pairs += [(bool(a[i]["correct"]), bool(b[i]["correct"])) for i in common]

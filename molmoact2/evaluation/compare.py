@@ -122,17 +122,19 @@ def _paired_spatial(old_qa: list[dict[str, Any]], new_qa: list[dict[str, Any]]) 
     """Spatial rows paired question by question with the interval clustered by layout (evaluation/qa_compare.py:
     answers about one layout move together), when both records graded the same questions and recorded each one's
     layout (records from 2026-12-06 on); empty otherwise, and the rows stay unpaired."""
-    from molmoact2.evaluation.qa_compare import _rows
+    from molmoact2.evaluation.qa_compare import paired_rows
 
-    a = {q["index"]: q for q in old_qa if "index" in q and q.get("layout") is not None and "correct" in q}
-    b = {q["index"]: q for q in new_qa if "index" in q and q.get("layout") is not None and "correct" in q}
-    common = sorted(set(a) & set(b))
-    if not common or len(common) != len(old_qa) or len(common) != len(new_qa) \
-            or any(a[i]["question"] != b[i]["question"] for i in common):
+    graded_old = [q for q in old_qa if "correct" in q]
+    graded_new = [q for q in new_qa if "correct" in q]
+    if any("index" not in q or q.get("layout") is None for q in graded_old + graded_new):
+        return {}
+    a, b = {q["index"]: q for q in graded_old}, {q["index"]: q for q in graded_new}
+    common = sorted(a)
+    if not common or set(a) != set(b) or any(a[i]["question"] != b[i]["question"] for i in common):
         return {}
     graded = [(a[i], (bool(a[i]["correct"]), bool(b[i]["correct"])), a[i]["layout"]) for i in common]
     out = {}
-    for kind, r in _rows(graded, clustered=True).items():
+    for kind, r in paired_rows(graded, clustered=True).items():
         lo, hi = r["low"] / 100, r["high"] / 100
         out[kind] = {"metric": f"spatial: {kind} (paired; interval clustered over {r['layouts']} layouts)",
                      "old": {"hits": r["old_hits"], "n": r["n"]}, "new": {"hits": r["new_hits"], "n": r["n"]},

@@ -178,6 +178,7 @@ def qa_metrics(policy: Any, data: Any, index: int, ensemble: Any = None) -> dict
     """Ask held-out question `index`; grade it against the ground truth. `ensemble`: a
     `molmoact2.point_ensemble.ShiftEnsemble` (the point averaged over shifted copies of the image) or None (one pass)."""
     from molmoact2 import spatial
+    from molmoact2.evaluation.qa_compare import question_layout
 
     item = data.qa[index]
     if ensemble is None:
@@ -191,8 +192,6 @@ def qa_metrics(policy: Any, data: Any, index: int, ensemble: Any = None) -> dict
     h, w = seg.shape
     parsed = spatial.parse_answer(answer)
     points = parsed.points_px(width=w, height=h, image=1)
-    from molmoact2.evaluation.qa_compare import question_layout
-
     rec: dict[str, Any] = {"index": index, "kind": item["kind"], "question": item["question"], "answer": answer,
                            "expected": item["answer"], "n_points": int(len(points)),
                            # the simulator seed: questions of one layout are not independent (qa_compare)

@@ -85,7 +85,7 @@ def _subsets() -> tuple[tuple[str, Any], ...]:
             ("count", lambda a: a["kind"] == "count"))
 
 
-def _layouts(answers: dict[int, dict[str, Any]], data_dir: str) -> tuple[dict[int, Any] | None, str]:
+def answer_layouts(answers: dict[int, dict[str, Any]], data_dir: str) -> tuple[dict[int, Any] | None, str]:
     """Each answer's layout: recorded in the answer, else looked up in the cache on disk, else None."""
     if answers and all("layout" in a for a in answers.values()):
         return {i: a["layout"] for i, a in answers.items()}, "recorded"
@@ -102,7 +102,7 @@ def _layouts(answers: dict[int, dict[str, Any]], data_dir: str) -> tuple[dict[in
     return None, f"the record has no layouts and {data_dir} is not on disk"
 
 
-def _rows(graded: list[tuple[dict[str, Any], tuple[bool, bool], Any]], clustered: bool) -> dict[str, Any]:
+def paired_rows(graded: list[tuple[dict[str, Any], tuple[bool, bool], Any]], clustered: bool) -> dict[str, Any]:
     """Per question kind: hits, discordant counts and the paired difference of (answer, (old, new), layout)."""
     rows = {}
     for key, keep in _subsets():
@@ -155,7 +155,7 @@ def compare_qa(old: dict[str, Any], new: dict[str, Any], *, old_field: str = "co
             if graded and not any(field in a for a in graded):
                 raise ValueError(f"{name} record ({ro['data']}): no answer has {field!r} (one-pass grades are "
                                  f"written by `eval qa --shift-copies`)")
-        layouts, layouts_from = _layouts({i: a_old[i] for i in common}, ro["data"])
+        layouts, layouts_from = answer_layouts({i: a_old[i] for i in common}, ro["data"])
         graded = [(a_old[i], (bool(a_old[i].get(old_field, a_old[i]["correct"])),
                               bool(a_new[i].get(new_field, a_new[i]["correct"]))),
                    None if layouts is None else (len(caches), layouts[i]))
@@ -164,12 +164,12 @@ def compare_qa(old: dict[str, Any], new: dict[str, Any], *, old_field: str = "co
         clustered &= layouts is not None
         caches.append({"data": ro["data"], "seeds": ro.get("seeds"), "questions": len(common),
                        "unpaired": len(set(a_old) ^ set(a_new)), "layouts_from": layouts_from,
-                       "rows": _rows(graded, layouts is not None)})
+                       "rows": paired_rows(graded, layouts is not None)})
     if len(caches) > 1:  # every cache together: layouts of different caches are different clusters
         caches.append({"data": "all caches", "seeds": None, "questions": sum(c["questions"] for c in caches),
                        "unpaired": sum(c["unpaired"] for c in caches),
                        "layouts_from": "per cache" if clustered else "missing in some cache",
-                       "rows": _rows(pooled, clustered)})
+                       "rows": paired_rows(pooled, clustered)})
     return {"old_checkpoint": old.get("checkpoint"), "new_checkpoint": new.get("checkpoint"),
             "old_field": old_field, "new_field": new_field,
             "old_shift_ensemble": old.get("shift_ensemble"), "new_shift_ensemble": new.get("shift_ensemble"),

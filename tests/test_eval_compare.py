@@ -289,17 +289,22 @@ def test_layout_design_effect_script_on_shipped_records(capsys, monkeypatch):
 
 
 def test_nano_records_with_layouts_pair_their_spatial_rows_by_question():
-    """`eval nano` records whose answers carry their index and layout (from 2026-12-06): the spatial rows are paired
-    question by question and clustered by layout, the interval recomputed here; older answers stay unpaired."""
+    """`eval nano` records whose answers carry their index and layout (from 2026-12-06; older ones when their cache
+    is on disk): the spatial rows are paired question by question and clustered by layout, the interval recomputed
+    here; without layouts the rows stay unpaired."""
     from molmoact2.evaluation.qa_compare import clustered_difference
 
     old = _record({"touch": [True] * 4}, point_hits=5)
     new = _record({"touch": [True] * 4}, point_hits=12)
+    for rec in (old, new):
+        rec["config"]["heldout"] = "/nowhere/nano_heldout"  # no cache to look layouts up in
+        for i, q in enumerate(rec["qa"]):
+            q |= {"index": i, "question": f"Point to the red cube {i}"}
     unpaired = {r["metric"]: r for r in compare(old, new)["rows"]}
-    assert "spatial: point" in unpaired
+    assert "spatial: point" in unpaired  # no layouts recorded, none on disk
     for rec in (old, new):
         for i, q in enumerate(rec["qa"]):
-            q |= {"index": i, "question": f"Point to the red cube {i}", "layout": 10000 + i % 5}
+            q["layout"] = 10000 + i % 5
     rows = {r["metric"].split(" (")[0]: r for r in compare(old, new)["rows"]}
     row = rows["spatial: point"]
     assert "paired; interval clustered over 5 layouts" in row["metric"]

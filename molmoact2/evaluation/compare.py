@@ -118,21 +118,28 @@ def _paired(old_rollouts: list[dict[str, Any]], new_rollouts: list[dict[str, Any
     return out
 
 
-def _paired_spatial(old_qa: list[dict[str, Any]], new_qa: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _paired_spatial(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Spatial rows paired question by question with the interval clustered by layout (evaluation/qa_compare.py:
-    answers about one layout move together), when both records graded the same questions and recorded each one's
-    layout (records from 2026-12-06 on); empty otherwise, and the rows stay unpaired."""
-    from molmoact2.evaluation.qa_compare import paired_rows
+    answers about one layout move together), when both records graded the same questions of the same cache and
+    each answer's layout is known (recorded from 2026-12-06 on, else looked up in the cache on disk); empty
+    otherwise, and the rows stay unpaired."""
+    from molmoact2.evaluation.qa_compare import answer_layouts, paired_rows
 
-    graded_old = [q for q in old_qa if "correct" in q]
-    graded_new = [q for q in new_qa if "correct" in q]
-    if any("index" not in q or q.get("layout") is None for q in graded_old + graded_new):
+    heldout = old.get("config", {}).get("heldout")
+    if not heldout or heldout != new.get("config", {}).get("heldout"):
+        return {}
+    graded_old = [q for q in old.get("qa") or [] if "correct" in q]
+    graded_new = [q for q in new.get("qa") or [] if "correct" in q]
+    if any("index" not in q for q in graded_old + graded_new):
         return {}
     a, b = {q["index"]: q for q in graded_old}, {q["index"]: q for q in graded_new}
     common = sorted(a)
     if not common or set(a) != set(b) or any(a[i]["question"] != b[i]["question"] for i in common):
         return {}
-    graded = [(a[i], (bool(a[i]["correct"]), bool(b[i]["correct"])), a[i]["layout"]) for i in common]
+    layouts, _ = answer_layouts(a, heldout)
+    if layouts is None:
+        return {}
+    graded = [(a[i], (bool(a[i]["correct"]), bool(b[i]["correct"])), layouts[i]) for i in common]
     out = {}
     for kind, r in paired_rows(graded, clustered=True).items():
         lo, hi = r["low"] / 100, r["high"] / 100
@@ -171,7 +178,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                          wn.get("both_named")))
         rows.append(_row(f"{mode}: same object under both instructions", wo.get("same_object_both_times"),
                          wn.get("same_object_both_times"), higher_is_better=False))
-    paired_qa = _paired_spatial(old.get("qa") or [], new.get("qa") or [])
+    paired_qa = _paired_spatial(old, new)
     for kind in ("point", "point_objects", "point_fixtures", "closer", "point_absent", "count"):
         if kind in paired_qa:
             rows.append(paired_qa[kind])

@@ -313,3 +313,21 @@ def test_nano_records_with_layouts_pair_their_spatial_rows_by_question():
     diff, low, high, _ = clustered_difference(pairs, [10000 + i % 5 for i in range(20)])
     assert row["diff"] == pytest.approx(diff / 100) and row["ci95"] == pytest.approx((low / 100, high / 100))
     assert "paired" in to_markdown(compare(old, new))
+
+
+def test_layouts_are_looked_up_only_in_a_cache_holding_the_records_questions(tmp_path):
+    """An older record without layouts: its cache on disk gives them, unless the cache at that path now holds other
+    questions (rebuilt with other seeds), which is said instead of clustering by the wrong layouts."""
+    from molmoact2.evaluation.qa_compare import answer_layouts
+
+    qa = [{"kind": "point", "question": f"Point to the cube {i}", "episode": i % 2, "frame": 0} for i in range(4)]
+    meta = {"episodes": [{"seed": 10000}, {"seed": 10001}]}
+    (tmp_path / "qa.json").write_text(json.dumps(qa))
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    answers = {i: {"question": q["question"]} for i, q in enumerate(qa)}
+    layouts, where = answer_layouts(answers, str(tmp_path))
+    assert layouts == {0: 10000, 1: 10001, 2: 10000, 3: 10001} and "looked up" in where
+    answers[2] = {"question": "Point to the bin"}
+    layouts, where = answer_layouts(answers, str(tmp_path))
+    assert layouts is None and "other questions" in where
+    assert answer_layouts({0: {"question": "x", "layout": 7}}, "/nowhere") == ({0: 7}, "recorded")

@@ -94,6 +94,9 @@ def answer_layouts(answers: dict[int, dict[str, Any]], data_dir: str) -> tuple[d
         qa = json.loads((root / "qa.json").read_text())
         meta = json.loads((root / "meta.json").read_text())
         try:
+            # the cache at that path may have been rebuilt with other seeds since: its questions must be the record's
+            if any(qa[i]["question"] != a["question"] for i, a in answers.items() if "question" in a):
+                return None, f"{data_dir} on disk holds other questions than the record's"
             layouts = {i: question_layout(meta, qa[i]) for i in answers}
         except (IndexError, KeyError):
             return None, f"{data_dir} on disk does not match the record's questions"

@@ -19,8 +19,10 @@ from pathlib import Path
 
 def _pairs(old: dict, new: dict) -> tuple[list[tuple[bool, bool]], list[object], str]:
     if old.get("format") == new.get("format") == "molmoact2_nano_eval.v1":
-        a = {(r["mode"], r["task"], r["seed"]): bool(r["success"]) for r in old["rollouts"]}
-        b = {(r["mode"], r["task"], r["seed"]): bool(r["success"]) for r in new["rollouts"]}
+        from molmoact2.evaluation.report import own_rollouts  # not the --swap-targets re-runs of a layout
+
+        a = {(r["mode"], r["task"], r["seed"]): bool(r["success"]) for r in own_rollouts(old["rollouts"])}
+        b = {(r["mode"], r["task"], r["seed"]): bool(r["success"]) for r in own_rollouts(new["rollouts"])}
         keys = sorted(set(a) & set(b))
         return [(a[k], b[k]) for k in keys], [k[2] for k in keys], "episodes"
     if old.get("format") == new.get("format") == "molmoact2_qa_check.v1":

@@ -30,7 +30,7 @@ _MAX_DRAWS = 4
 def shift_points_text(answer: str, dx_px: int, dy_px: int, *, width: int, height: int) -> str | None:
     """`answer` with every <points> coordinate moved right by dx and down by dy pixels of a width x height picture
     (0-1000 scale, rounded), or None if a moved point would leave 0..1000 or the answer has boxes (not moved)."""
-    if "<boxes" in answer or "<box" in answer:
+    if "<box" in answer:  # <box ...> and <boxes ...>
         return None
     out_of_frame = False
 

@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--plan-samples", type=int, default=1, metavar="K",
                    help="start draws per flow call, the medoid plan kept (continuous and Think; 1 = one draw, as "
                         "the real model; the expert's batch grows K-fold)")
+    n.add_argument("--temporal-ensemble", type=int, default=0, metavar="K",
+                   help="continuous and Think: ask every K ticks and execute each tick's weighted mean over every "
+                        "whole plan covering it (ACT's temporal ensembling; 0 = off)")
+    n.add_argument("--ensemble-decay", type=float, default=0.01, metavar="M",
+                   help="with --temporal-ensemble: plan weight exp(-M x ticks it started after the oldest plan)")
     n.add_argument("--constrain-action-tokens", action="store_true",
                    help="decode the discrete mode's OpenFAST ids under their length grammar (closed and open loop): "
                         "every chunk decodes; default unconstrained, as the real model")
@@ -141,6 +146,7 @@ def run_nano(args: argparse.Namespace) -> int:
                      on_limit=args.on_limit, swap_targets=args.swap_targets, n_action_steps=args.n_action_steps,
                      num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps,
                      noise_scale=args.noise_scale, plan_samples=args.plan_samples,
+                     temporal_ensemble=args.temporal_ensemble, ensemble_decay=args.ensemble_decay,
                      training_layouts=args.training_layouts, constrain_action_tokens=args.constrain_action_tokens)
     record = evaluate(cfg)
     if args.out:

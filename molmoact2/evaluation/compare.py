@@ -56,6 +56,13 @@ def plan_samples(record: dict[str, Any]) -> int:
     return int(record.get("config", {}).get("plan_samples") or 1)
 
 
+def temporal_ensemble(record: dict[str, Any]) -> tuple[int, float]:
+    """Ticks between queries of ACT-style temporal ensembling (`eval nano --temporal-ensemble`, 0 = off) and
+    its decay per tick; records from before: off."""
+    cfg = record.get("config", {})
+    return int(cfg.get("temporal_ensemble") or 0), float(cfg.get("ensemble_decay", 0.01))
+
+
 def constrained(record: dict[str, Any]) -> bool:
     """Whether the discrete mode decoded under the OpenFAST length grammar (`eval nano --constrain-action-tokens`)."""
     return bool(record.get("config", {}).get("constrain_action_tokens"))
@@ -65,7 +72,7 @@ def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
     """How the record's policy turned one observation into actions, beyond its weights."""
     return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record),
             "plan_samples": plan_samples(record), "n_action_steps": action_steps(record),
-            "constrain_action_tokens": constrained(record)}
+            "temporal_ensemble": temporal_ensemble(record), "constrain_action_tokens": constrained(record)}
 
 
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:
@@ -202,6 +209,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             "carry_steps": (carry_steps(old), carry_steps(new)), "noise_scale": (noise_scale(old), noise_scale(new)),
             "plan_samples": (plan_samples(old), plan_samples(new)),
             "n_action_steps": (action_steps(old), action_steps(new)),
+            "temporal_ensemble": (temporal_ensemble(old), temporal_ensemble(new)),
             "constrain_action_tokens": (constrained(old), constrained(new))}
 
 
@@ -242,6 +250,12 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     if executed[0] != executed[1]:
         lines.append(f"\nEach query's plan was executed for {executed[0]} ticks in {old_name} and {executed[1]} in "
                      f"{new_name} (`--n-action-steps`).")
+    ensembles = result.get("temporal_ensemble", ((0, 0.01), (0, 0.01)))
+    if tuple(ensembles[0]) != tuple(ensembles[1]):
+        def said(e: Any) -> str:
+            return f"every {e[0]} ticks, decay {e[1]:g}" if e[0] else "off"
+        lines.append(f"\nTemporal ensembling (`--temporal-ensemble`): {said(ensembles[0])} in {old_name}, "
+                     f"{said(ensembles[1])} in {new_name}.")
     grammar = result.get("constrain_action_tokens", (False, False))
     if grammar[0] != grammar[1]:
         lines.append(f"\nThe discrete mode decoded {'under the OpenFAST length grammar' if grammar[0] else 'unconstrained'} "

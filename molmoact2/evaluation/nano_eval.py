@@ -57,6 +57,11 @@ class EvalConfig:
     noise_scale: float = 1.0
     # Start draws per flow call, the medoid plan kept (continuous and Think; 1 = one draw, as the real model).
     plan_samples: int = 1
+    # Continuous and Think ask every K ticks and execute each tick's weighted mean over every plan covering it
+    # (`TemporalEnsemblePolicy`, ACT's temporal ensembling; 0 = off: each plan runs its n_action_steps alone).
+    # The wrapped policy then returns its whole 30-action plan per query.
+    temporal_ensemble: int = 0
+    ensemble_decay: float = 0.01  # per tick of a plan's start after the oldest plan's: ACT's m (older weigh more)
     # Discrete mode decodes its OpenFAST ids under their length grammar (closed loop and open loop), so every chunk
     # decodes; False = unconstrained, as the real model (about half of Nano's chunks then fail to decode).
     constrain_action_tokens: bool = False
@@ -87,6 +92,14 @@ class EvalConfig:
                              f"got {self.carry_steps}")
         check_noise_scale(self.noise_scale)
         check_plan_samples(self.plan_samples)
+        if not 0 <= self.temporal_ensemble <= 30:
+            raise ValueError(f"temporal_ensemble: expected 0 (off) or 1..30 ticks between queries, "
+                             f"got {self.temporal_ensemble}")
+        if self.temporal_ensemble and self.n_action_steps not in (None, 30):
+            raise ValueError(f"temporal_ensemble: every query's whole 30-action plan is ensembled; "
+                             f"n_action_steps must be left unset or 30, got {self.n_action_steps}")
+        if not (np.isfinite(self.ensemble_decay) and self.ensemble_decay >= 0):
+            raise ValueError(f"ensemble_decay: expected a finite number >= 0, got {self.ensemble_decay}")
         if self.seeds_per_task < 0 or self.jobs < 1:
             raise ValueError(f"seeds_per_task must be >= 0 and jobs >= 1, got {self.seeds_per_task}, {self.jobs}")
 
@@ -114,9 +127,20 @@ def _init_worker(cfg: EvalConfig) -> None:
         flow["noise_scale"] = cfg.noise_scale  # nor any start noise
     if cfg.plan_samples != 1:
         flow["plan_samples"] = cfg.plan_samples
+    if cfg.temporal_ensemble:
+        from molmoact2.models.temporal_ensemble import TemporalEnsemblePolicy
+
+        flow_common = dict(common, n_action_steps=30)  # the wrapper ensembles whole plans
+
+        def flow_policy(**kw: Any) -> Any:
+            return TemporalEnsemblePolicy(NanoPolicy(base.model, base.processor, **flow_common, **flow, **kw),
+                                          cfg.temporal_ensemble, cfg.ensemble_decay)
+    else:
+        def flow_policy(**kw: Any) -> Any:
+            return NanoPolicy(base.model, base.processor, **common, **flow, **kw)
     _W["policies"] = {
-        "continuous": NanoPolicy(base.model, base.processor, **common, **flow),
-        "think": NanoPolicy(base.model, base.processor, depth_reasoning=True, **common, **flow),
+        "continuous": flow_policy(),
+        "think": flow_policy(depth_reasoning=True),
         "discrete": NanoPolicy(base.model, base.processor, mode="discrete", action_tokenizer=tok,
                                constrain_action_tokens=cfg.constrain_action_tokens, **common),
     }

@@ -302,6 +302,7 @@ def test_nano_records_with_layouts_pair_their_spatial_rows_by_question():
             q |= {"index": i, "question": f"Point to the red cube {i}"}
     unpaired = {r["metric"]: r for r in compare(old, new)["rows"]}
     assert "spatial: point" in unpaired  # no layouts recorded, none on disk
+    assert "treat every question as independent" in to_markdown(compare(old, new))  # and the reader is told
     for rec in (old, new):
         for i, q in enumerate(rec["qa"]):
             q["layout"] = 10000 + i % 5
@@ -313,6 +314,15 @@ def test_nano_records_with_layouts_pair_their_spatial_rows_by_question():
     diff, low, high, _ = clustered_difference(pairs, [10000 + i % 5 for i in range(20)])
     assert row["diff"] == pytest.approx(diff / 100) and row["ci95"] == pytest.approx((low / 100, high / 100))
     assert "paired" in to_markdown(compare(old, new))
+    assert "treat every question as independent" not in to_markdown(compare(old, new))
+    # the bin's questions are a row of their own, paired and clustered as well
+    for rec, hits in ((old, 1), (new, 4)):
+        rec["qa"] += [{"kind": "point", "question": f"Point to the bin\nPlease say 'There are none.' if it is not "
+                                                   f"in the image. ({i})", "correct": i < hits, "index": 20 + i,
+                       "layout": 10000 + i % 5} for i in range(10)]
+    rows = {r["metric"].split(" (")[0]: r for r in compare(old, new)["rows"]}
+    assert "paired; interval clustered over 5 layouts" in rows["spatial: point_fixtures"]["metric"]
+    assert (rows["spatial: point_fixtures"]["old"]["hits"], rows["spatial: point_fixtures"]["new"]["hits"]) == (1, 4)
 
 
 def test_layouts_are_looked_up_only_in_a_cache_holding_the_records_questions(tmp_path):

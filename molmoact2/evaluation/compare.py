@@ -227,6 +227,11 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
     for mode, (o, n) in result["action_error_pct"].items():
         lines.append(f"| {mode} action error vs expert (% of range, lower is better) | {o:.1f}% | {n:.1f}% | "
                      f"{n - o:+.1f} | – |")
+    if any(r["metric"].startswith("spatial: ") and "(paired" not in r["metric"] for r in result["rows"]):
+        lines.append("\nSpatial rows without \"paired\" treat every question as independent (the records do not both "
+                     "hold the same graded answers with their layouts); answers about one layout move together "
+                     "(design effect 2-5 measured on pointing), so those intervals are too narrow: a verdict near "
+                     "an edge of its interval may be noise.")
     if any(r["metric"].startswith("depth codes") for r in result["rows"]):
         lines.append("\nDepth-code intervals treat cells as independent; cells of one frame are not, so those "
                      "intervals are too narrow.")

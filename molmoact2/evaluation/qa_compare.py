@@ -80,6 +80,7 @@ def _subsets() -> tuple[tuple[str, Any], ...]:
 
     return (("point", lambda a: a["kind"] == "point"),
             ("point_objects", lambda a: a["kind"] == "point" and pointed_name(a) not in (None, *FIXTURES)),
+            ("point_fixtures", lambda a: a["kind"] == "point" and pointed_name(a) in FIXTURES),
             ("closer", lambda a: a["kind"] == "closer"),
             ("point_absent", lambda a: a["kind"] == "point_absent"),
             ("count", lambda a: a["kind"] == "count"))

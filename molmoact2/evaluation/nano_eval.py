@@ -275,7 +275,8 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     if cfg.num_steps is None:
         cfg = replace(cfg, num_steps=checkpoint_flow_steps(cfg.checkpoint))
     if cfg.n_action_steps is None:  # recorded as used, so records stay comparable if the default changes
-        cfg = replace(cfg, n_action_steps=checkpoint_action_steps(cfg.checkpoint))
+        # a temporal ensemble mixes whole plans (the wrapped policies return all 30), whatever the checkpoint's default
+        cfg = replace(cfg, n_action_steps=30 if cfg.temporal_ensemble else checkpoint_action_steps(cfg.checkpoint))
     meta, questions = _check_heldout(cfg)
     items = work_items(cfg, meta, questions)
     t0 = time.perf_counter()

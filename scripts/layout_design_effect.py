@@ -25,8 +25,9 @@ def _pairs(old: dict, new: dict) -> tuple[list[tuple[bool, bool]], list[object],
         b = {(r["mode"], r["task"], r["seed"]): bool(r["success"]) for r in own_rollouts(new["rollouts"])}
         keys = sorted(set(a) & set(b))
         return [(a[k], b[k]) for k in keys], [k[2] for k in keys], "episodes"
-    if old.get("format") == new.get("format") == "molmoact2_qa_check.v1":
-        from molmoact2.evaluation.qa_compare import answer_layouts
+    from molmoact2.evaluation.qa_compare import QA_FORMAT, answer_layouts
+
+    if old.get("format") == new.get("format") == QA_FORMAT:
 
         pairs, layouts = [], []
         for ro, rn in zip(old["results"], new["results"]):

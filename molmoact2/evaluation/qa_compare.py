@@ -181,8 +181,7 @@ def compare_qa(old: dict[str, Any], new: dict[str, Any], *, old_field: str = "co
 
 
 def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "new") -> str:
-    def verdict(low: float, high: float) -> str:
-        return "better" if low > 0 else "worse" if high < 0 else "within noise"
+    from molmoact2.evaluation.compare import _verdict as verdict  # the verdict `eval compare` gives every row
 
     def graded(field: str) -> str:
         return "" if field == "correct" else f" ({field})"

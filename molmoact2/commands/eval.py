@@ -175,9 +175,11 @@ def _load_record(path_text: str, command: str) -> dict:
     path = Path(path_text)
     if not path.is_file():
         raise SystemExit(f"eval {command}: {path} not found (write one with `molmoact2 eval nano --out {path}`)")
+    from molmoact2.evaluation.report import EVAL_FORMAT
+
     record = json.loads(path.read_text())
-    if record.get("format") != "molmoact2_nano_eval.v1":
-        raise SystemExit(f"eval {command}: {path} is not a molmoact2_nano_eval.v1 record "
+    if record.get("format") != EVAL_FORMAT:
+        raise SystemExit(f"eval {command}: {path} is not a {EVAL_FORMAT} record "
                          f"(format={record.get('format')!r})")
     return record
 

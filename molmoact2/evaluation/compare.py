@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from molmoact2.evaluation.report import own_rollouts, summary_of
+from molmoact2.evaluation.report import EVAL_FORMAT, own_rollouts, summary_of
 
 # Settings that must match for the two records to measure the same thing (checkpoint and jobs may differ).
 # The policies' noise seed ("seed") may differ: both draws estimate the same rates, and a record run again with
@@ -158,8 +158,8 @@ def _paired_spatial(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[
 
 def check_comparable(old: dict[str, Any], new: dict[str, Any]) -> None:
     for rec, which in ((old, "old"), (new, "new")):
-        if rec.get("format") != "molmoact2_nano_eval.v1":
-            raise ValueError(f"the {which} record is not a molmoact2_nano_eval.v1 record (format={rec.get('format')!r})")
+        if rec.get("format") != EVAL_FORMAT:
+            raise ValueError(f"the {which} record is not a {EVAL_FORMAT} record (format={rec.get('format')!r})")
     a, b = old.get("config", {}), new.get("config", {})
     diff = {k: (a.get(k), b.get(k)) for k in _SAME_CONFIG if a.get(k) != b.get(k)}
     if diff:

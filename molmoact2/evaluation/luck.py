@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from molmoact2.evaluation.compare import inference_settings
-from molmoact2.evaluation.report import own_rollouts
+from molmoact2.evaluation.report import EVAL_FORMAT, own_rollouts
 
 # What must match for the records to be draws of the same thing (modes and spatial questions may differ:
 # each rollout seeds its own randomness, so a mode's episodes do not depend on what else the record ran).
@@ -51,8 +51,8 @@ def check_draws(records: list[dict[str, Any]], *, paths_must_match: bool = True)
     if len(records) < 2:
         raise ValueError(f"expected at least 2 records of one checkpoint (one per --noise-seed), got {len(records)}")
     for i, rec in enumerate(records):
-        if rec.get("format") != "molmoact2_nano_eval.v1":
-            raise ValueError(f"record {i + 1} is not a molmoact2_nano_eval.v1 record (format={rec.get('format')!r})")
+        if rec.get("format") != EVAL_FORMAT:
+            raise ValueError(f"record {i + 1} is not a {EVAL_FORMAT} record (format={rec.get('format')!r})")
     check_same_weights(records, paths_must_match=paths_must_match)
     configs = [rec.get("config", {}) for rec in records]
     # The layouts and how they were run (as recorded), then how actions were made (with defaults for older records)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from molmoact2.evaluation.report import EVAL_FORMAT
 from molmoact2.models.act_protocol import MAX_NUM_STEPS as MAX_FLOW_STEPS  # Euler steps one may ask for
 from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples
 from molmoact2.training.nano_data import SINGLE_ARM_TASKS
@@ -302,7 +303,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     for k in results:  # completion order depends on scheduling; the record does not
         results[k].sort(key=lambda r: (r.get("mode", ""), r.get("task", ""), r.get("seed", 0), r.get("named", ""),
                                        r.get("episode", 0), r.get("index", 0)))
-    out = {"format": "molmoact2_nano_eval.v1", "config": asdict(cfg), "checkpoint": os.path.abspath(cfg.checkpoint),
+    out = {"format": EVAL_FORMAT, "config": asdict(cfg), "checkpoint": os.path.abspath(cfg.checkpoint),
            "weights_sha256": weights_sha256(cfg.checkpoint),
            "wall_minutes": round((time.perf_counter() - t0) / 60, 2), **results}
     if meta is not None:  # the layout-blind floor for the action error (numpy over the cache's actions only)

@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+# The `eval nano` record format: written by nano_eval.evaluate, checked by every reader (report, compare, luck, the CLI).
+EVAL_FORMAT = "molmoact2_nano_eval.v1"
+
 
 def _rate(hits: int, n: int) -> dict[str, Any]:
     return {"hits": int(hits), "n": int(n), "rate": (hits / n) if n else None}

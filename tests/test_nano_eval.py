@@ -735,3 +735,35 @@ def test_eval_constrained_discrete_always_decodes(heldout_dir, tmp_path, capsys)
     assert a["discrete_grammar_changed"]["mae_pct"] == pytest.approx(a["discrete"]["mae_pct"])
     assert "Discrete mode constrained" in printed and "length grammar changed" in printed
     assert "only the chunks the length grammar changed" in printed
+
+
+def test_carry_probe_sees_the_expert_release_over_the_bin():
+    """scripts/probe_carry.py: the scripted expert's pick_place on one held-out layout lifts the object, carries
+    it over the bin and lets go there (outcome "success"); hand-made tick rows give the other outcomes."""
+    import importlib.util
+    from pathlib import Path
+
+    from molmoact2.runner import ExpertPolicy
+    from molmoact2.sim import make_env
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_carry.py"
+    spec = importlib.util.spec_from_file_location("probe_carry", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    env = probe.CarryWatch(make_env("pick_place", image_size=96, depth=False, segmentation=False))
+    try:
+        (row,) = probe.probe(ExpertPolicy(env), env, 10000, 1, progress=False)
+    finally:
+        env.close()
+    assert row["outcome"] == "success" and row["was_over_bin"], row
+    assert row["released_at_bin_cm"] < 5.0 and row["max_height_cm"] >= 2.0, row
+    # (gripper command, height above start in m, over the bin's inner square, distance to its centre in m) per tick
+    table, up_far, up_near = (0.0, 0.0, False, 0.3), (0.0, 0.05, False, 0.3), (0.0, 0.05, True, 0.01)
+    opened = (50.0, 0.05, False, 0.3)
+    assert probe.classify([table] * 5, False) is None  # never lifted
+    assert probe.classify([table, up_far, opened, table], False)["outcome"] == "opened short of the bin"
+    assert probe.classify([table, up_near, up_far, opened, table], False)["outcome"] == "opened past the bin"
+    assert probe.classify([table, up_far, up_far, table], False)["outcome"] == "slipped"
+    assert probe.classify([table, up_far, up_far], False)["outcome"] == "held at the time limit"
+    with pytest.raises(SystemExit):
+        probe.main(["--seeds", "0"])

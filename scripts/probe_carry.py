@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=10000, help="first layout (eval nano's --first-seed)")
     ap.add_argument("--seeds", type=int, default=50, help="pick_place layouts")
     ap.add_argument("--noise-seed", type=int, default=0, help="the policy's noise seed (eval nano's --noise-seed)")
+    ap.add_argument("--n-action-steps", type=int, default=None,
+                    help="actions executed per policy query (default: the checkpoint's, as eval nano)")
     ap.add_argument("--out", help="write the rows as JSON here")
     a = ap.parse_args(argv)
     if a.seeds < 1:
@@ -132,15 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     from molmoact2.sim import make_env
 
     base = load_nano(a.checkpoint)
-    policy = NanoPolicy(base.model, base.processor, seed=a.noise_seed, checkpoint_dir=a.checkpoint)
+    policy = NanoPolicy(base.model, base.processor, seed=a.noise_seed, checkpoint_dir=a.checkpoint,
+                        n_action_steps=a.n_action_steps)
     env = CarryWatch(make_env("pick_place", image_size=224, depth=False, segmentation=False))
     try:
         rows = probe(policy, env, a.first_seed, a.seeds)
     finally:
         env.close()
     counts = Counter(r["outcome"] for r in rows)
-    print(f"{a.checkpoint}, pick_place seeds {a.first_seed}-{a.first_seed + a.seeds - 1}, noise seed {a.noise_seed}: "
-          f"lifted >= 2 cm in {len(rows)} of {a.seeds}")
+    per_query = a.n_action_steps or "the checkpoint's default"
+    print(f"{a.checkpoint}, pick_place seeds {a.first_seed}-{a.first_seed + a.seeds - 1}, noise seed {a.noise_seed}, "
+          f"actions per query: {per_query}; lifted >= 2 cm in {len(rows)} of {a.seeds}")
     print("| outcome | layouts |\n|---|---|")
     for name in OUTCOMES:
         print(f"| {name} | {counts.get(name, 0)} |")
@@ -151,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['released_at_bin_cm']} | {r['grip_at_release']} |")
     if a.out:
         Path(a.out).write_text(json.dumps({"checkpoint": a.checkpoint, "first_seed": a.first_seed, "seeds": a.seeds,
-                                           "noise_seed": a.noise_seed, "rows": rows}, indent=1))
+                                           "noise_seed": a.noise_seed, "n_action_steps": policy.n_action_steps,
+                                           "rows": rows}, indent=1))
     return 0
 
 

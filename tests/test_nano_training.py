@@ -1030,3 +1030,40 @@ def test_takeover_near_hands_over_where_the_jaw_reaches_the_object():
         env.close()
     with pytest.raises(ValueError, match=r"expected a distance in metres in \[0, 1\)"):
         TakeoverConfig(policy="nano", near_m=4.0)  # centimetres passed as metres
+
+
+def test_takeover_lifted_hands_over_with_the_object_in_the_jaw_and_the_expert_carries_it():
+    """--takeover-lifted-cm: the roll-in stops at the first chunk boundary where the named object is held that high;
+    a pick expert made then starts from the lift (no re-approach, the jaw never opens before the bin) and succeeds.
+    The roll-in is driven by the scripted expert here (the shipped Nano lifts too rarely for a test)."""
+    from molmoact2.runner import ExpertPolicy
+    from molmoact2.sim import make_env
+    from molmoact2.sim.expert import GRIP_OPEN, object_held
+    from molmoact2.training.takeover import PolicyRollIn, TakeoverConfig
+
+    env = make_env("pick_place", image_size=RENDER, depth=False, segmentation=False)
+    try:
+        roll_in = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=20, lifted_m=0.02))
+        roll_in.policy = ExpertPolicy(env)
+        info = roll_in(env, 10000)
+        inst = env.instance
+        assert info["ended"] is None and info["held"], info
+        assert object_held(env, inst.target, inst.start_pos, 0.02)
+        expert, grips, ticks = env.expert(), [], 0
+        while not env.task.success(env, inst) and ticks < 400:
+            chunk = expert.act(None)
+            assert len(chunk), "the expert finished without a success"
+            for action in chunk:
+                env.step(action, observe=False)
+                grips.append(float(action[5]))
+                ticks += 1
+        assert env.task.success(env, inst), ticks
+        # closed until the release over the bin: the first open command comes after the object is there
+        first_open = next(i for i, g in enumerate(grips) if g > GRIP_OPEN / 2)
+        assert first_open > 20, first_open  # a re-approach would open at once
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"expected a height in metres in \[0, 0.5\)"):
+        TakeoverConfig(policy="nano", lifted_m=2.0)  # centimetres passed as metres
+    with pytest.raises(ValueError, match="not both"):
+        TakeoverConfig(policy="nano", near_m=0.04, lifted_m=0.02)

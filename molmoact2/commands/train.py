@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--takeover-near-cm", type=float, default=0.0, metavar="CM",
                    help="hand over at the first chunk boundary (from MIN chunks on) where the jaw is within CM "
                         "of the named object's centre (3-D), else after MAX chunks (0 = off: a drawn chunk count)")
+    d.add_argument("--takeover-lifted-cm", type=float, default=0.0, metavar="CM",
+                   help="hand over at the first chunk boundary (from MIN chunks on) where the policy holds the named "
+                        "object at least CM above where it rested, else after MAX chunks; the pick expert then "
+                        "starts from the lift (0 = off; pair it with a short --takeover-chunk-ticks)")
     d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
     d.add_argument("--takeover-chunk-ticks", type=int, default=None, metavar="N",
                    help="ticks the roll-in policy executes per chunk (default: its own n_action_steps; the shipped "
@@ -164,10 +168,13 @@ def run_data(args: argparse.Namespace) -> int:
         if not 0.0 <= args.takeover_near_cm < 100.0:
             raise ValueError(f"--takeover-near-cm: expected a distance in centimetres in [0, 100), got "
                              f"{args.takeover_near_cm}")
+        if not 0.0 <= args.takeover_lifted_cm < 50.0:
+            raise ValueError(f"--takeover-lifted-cm: expected a height in centimetres in [0, 50), got "
+                             f"{args.takeover_lifted_cm}")
         lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
         takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
                                   depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100,
-                                  n_action_steps=args.takeover_chunk_ticks)
+                                  lifted_m=args.takeover_lifted_cm / 100, n_action_steps=args.takeover_chunk_ticks)
     wrong_way = None
     if args.wrong_way_ticks:
         wrong_way = parse_range(args.wrong_way_ticks, "--wrong-way-ticks", "ticks of the opposite word's expert")
@@ -207,8 +214,9 @@ def run_data(args: argparse.Namespace) -> int:
 
             gap_cm = np.median([100 * e["takeover"]["jaw_to_target_m"] for e in eps])
             chunks = np.median([e["takeover"]["policy_chunks"] for e in eps])
+            held = sum(bool(e["takeover"].get("held")) for e in eps)
             print(f"takeover: median jaw-to-object distance at the hand-over {gap_cm:.1f} cm, after a median "
-                  f"{chunks:g} policy chunks")
+                  f"{chunks:g} policy chunks; the named object in the jaw at {held}/{len(eps)} hand-overs")
     return 0
 
 

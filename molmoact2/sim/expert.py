@@ -23,6 +23,7 @@ GRIP_CLOSED = 0.0  # the position servo presses on the object with its force lim
 GRIP_TOUCH = 8.0  # nearly closed: the fingertips form one small probe
 HOVER_M = 0.07  # above the object's top
 CARRY_Z_M = 0.12
+HELD_LIFT_M = 0.015  # above its starting height, touching the jaw: in the jaw, not resting on the table
 CART_SPEED = 0.15  # m/s for straight-line descents/lifts
 JOINT_SPEED = 1.6  # rad/s of the fastest joint for free moves
 
@@ -216,10 +217,18 @@ def touch_phases(env, target: str, arm: int = 0) -> list[Phase]:
 
 
 def pick_phases(env, target: str, place: Callable[[], np.ndarray], arm: int = 0, retreat: bool = True,
-                release_z: float = 0.07) -> list[Phase]:
+                release_z: float = 0.07, held: bool = False) -> list[Phase]:
     """Pick `target` and release it at `place()` (an xy target, evaluated when that phase starts), with
-    the jaw midpoint at `release_z` (0.07 m: dropped into a bin; grasp height: set down on the table)."""
+    the jaw midpoint at `release_z` (0.07 m: dropped into a bin; grasp height: set down on the table).
+    `held`: the object is already in the closed jaw (a policy lifted it before handing over, see
+    `object_held`): keep the jaw's current orientation, close firmly, and go on from the lift; the approach
+    would open the jaw first and drop it."""
     state = {}
+
+    def regrip(P, s):
+        p = P[arm]
+        _, state["rot"] = p.kin.grasp_point(p._rad(s[p.sl]))
+        return p.grip(s, GRIP_CLOSED, 0.2)
 
     def above(P, s):
         p = P[arm]
@@ -259,10 +268,16 @@ def pick_phases(env, target: str, place: Callable[[], np.ndarray], arm: int = 0,
         cur, _ = p.kin.grasp_point(p._rad(s[p.sl]))
         return p.line(s, [cur[0], cur[1], CARRY_Z_M + 0.03], state["rot"])
 
-    phases = [above, descend, close, lift, carry, lower, release]
+    phases = [regrip, lift, carry, lower, release] if held else [above, descend, close, lift, carry, lower, release]
     if retreat:
         phases.append(up)
     return phases
+
+
+def object_held(env, name: str, start_pos: np.ndarray, lift_m: float = HELD_LIFT_M) -> bool:
+    """True if `name` is off the table in the gripper: touching it and at least `lift_m` above `start_pos`
+    (where it rested at the episode's start). A pick expert started now begins from the lift (`held`)."""
+    return bool(env.gripper_touches(name) and env.object_pos(name)[2] >= float(start_pos[2]) + lift_m)
 
 
 def _extent_along(env, name: str, direction: np.ndarray) -> float:
@@ -326,7 +341,7 @@ def make_expert(env, chunk_size: int = 30) -> ScriptedExpert:
         def bin_xy():
             return env.object_pos("bin")[:2]
 
-        phases = pick_phases(env, inst.target, bin_xy)
+        phases = pick_phases(env, inst.target, bin_xy, held=object_held(env, inst.target, inst.start_pos))
     elif task.name.startswith("push_"):
         phases = push_phases(env, inst.target, task.direction)
     else:

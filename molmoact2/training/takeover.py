@@ -50,6 +50,13 @@ class TakeoverConfig:
     # the table: the policy is above the object (2.8 cm across, median) after two chunks, long before it
     # descends and closes (tick ~90), so a horizontal test hands over as early as a drawn count.
     near_m: float = 0.0
+    # > 0: hand over at the first chunk boundary (from min_chunks on) where the policy holds the named object
+    # at least this far above where it rested (touching the jaw, `sim.expert.object_held`), else after
+    # max_chunks. Why: the shipped Nano lets go of most objects it lifts half a second later, far short of the
+    # bin (scripts/probe_carry.py); hand-overs with the object in the jaw make the expert's carry and release
+    # (it starts from the lift, not the approach) the demos from there. Chunks of 30 ticks are coarse for a
+    # half-second lift: pair it with a short `n_action_steps` (--takeover-chunk-ticks).
+    lifted_m: float = 0.0
     threads: int = 1  # torch threads for the policy: data builds are usually run several at once
     # Ticks the policy executes per chunk (None: its own norm stats' n_action_steps). Why settable: a chunk is
     # the unit of the hand-over, and the shipped Nano's went from 15 to 30 ticks on 2026-12-05; the DAgger rounds
@@ -63,6 +70,11 @@ class TakeoverConfig:
             raise ValueError(f"takeover chunk ticks: expected 1..30 (the action horizon), got {self.n_action_steps}")
         if not 0.0 <= self.near_m < 1.0:
             raise ValueError(f"takeover near: expected a distance in metres in [0, 1), got {self.near_m}")
+        if not 0.0 <= self.lifted_m < 0.5:
+            raise ValueError(f"takeover lifted: expected a height in metres in [0, 0.5), got {self.lifted_m}")
+        if self.near_m > 0 and self.lifted_m > 0:
+            raise ValueError("takeover: hand over either near the object (near_m) or with it lifted (lifted_m), "
+                             "not both")
 
     @staticmethod
     def parse_chunks(text: str) -> tuple[int, int]:
@@ -93,8 +105,10 @@ class PolicyRollIn:
     def __call__(self, env: Any, seed: int, target: str | None = None) -> dict[str, Any]:
         from molmoact2.runner import guard_for_env, run_episode
 
-        near = self.cfg.near_m > 0
-        want = self.cfg.max_chunks if near else self.cfg.chunks_for(seed)
+        from molmoact2.sim.expert import object_held
+
+        near, lifted = self.cfg.near_m > 0, self.cfg.lifted_m > 0
+        want = self.cfg.max_chunks if near or lifted else self.cfg.chunks_for(seed)
         if target is not None:
             env.reset(seed, options={"target": target})
             self.policy.reset()
@@ -108,12 +122,16 @@ class PolicyRollIn:
                 break
             if near and chunks >= self.cfg.min_chunks and jaw_to_target_m(env) <= self.cfg.near_m:
                 break
+            if lifted and chunks >= self.cfg.min_chunks and object_held(env, env.instance.target,
+                                                                        env.instance.start_pos, self.cfg.lifted_m):
+                break
         steps.close()
         self.counts[ended or "taken_over"] += 1
         nearest = nearest_object(env)
         self.last = {"policy": self.cfg.policy, "policy_chunks": chunks, "policy_ticks": int(env.steps),
                      "ended": ended, "jaw_to_target_m": round(jaw_to_target_m(env), 4),
-                     "nearest_object": nearest, "near_target": nearest == getattr(env.instance, "target", None)}
+                     "nearest_object": nearest, "near_target": nearest == getattr(env.instance, "target", None),
+                     "held": object_held(env, env.instance.target, env.instance.start_pos)}
         return self.last
 
 

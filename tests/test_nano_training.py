@@ -1067,3 +1067,16 @@ def test_takeover_lifted_hands_over_with_the_object_in_the_jaw_and_the_expert_ca
         TakeoverConfig(policy="nano", lifted_m=2.0)  # centimetres passed as metres
     with pytest.raises(ValueError, match="not both"):
         TakeoverConfig(policy="nano", near_m=0.04, lifted_m=0.02)
+
+
+def test_a_takeover_that_never_qualifies_runs_out_of_seeds_and_names_the_flag(tmp_path):
+    """A touch roll-in waiting for a lift never hands over (the episode ends first), so no demo is recorded; the
+    build stops after episodes x --max-attempts-factor seeds and says which flag raises the budget."""
+    from molmoact2.training.nano_data import DataConfig, build_dataset
+    from molmoact2.training.takeover import TakeoverConfig
+
+    takeover = TakeoverConfig(policy="nano", min_chunks=1, max_chunks=30, lifted_m=0.02)
+    cfg = DataConfig(tasks=("touch",), episodes_per_task=1, first_seed=300, render_size=RENDER, store_size=64,
+                     qa_frames_per_episode=1, takeover=takeover, max_attempts_factor=1)
+    with pytest.raises(RuntimeError, match=r"only 0/1 successful touch episodes in 1 seeds .*--max-attempts-factor"):
+        build_dataset(cfg, tmp_path / "never")

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hand over at the first chunk boundary (from MIN chunks on) where the policy holds the named "
                         "object at least CM above where it rested, else after MAX chunks; the pick expert then "
                         "starts from the lift (0 = off; pair it with a short --takeover-chunk-ticks)")
+    d.add_argument("--max-attempts-factor", type=int, default=3, metavar="N",
+                   help="give up on a task after episodes x N seeds without enough successful demos (raise it for "
+                        "takeovers that rarely qualify, e.g. --takeover-lifted-cm: about 1 layout in 14)")
     d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
     d.add_argument("--takeover-chunk-ticks", type=int, default=None, metavar="N",
                    help="ticks the roll-in policy executes per chunk (default: its own n_action_steps; the shipped "
@@ -178,11 +181,14 @@ def run_data(args: argparse.Namespace) -> int:
     wrong_way = None
     if args.wrong_way_ticks:
         wrong_way = parse_range(args.wrong_way_ticks, "--wrong-way-ticks", "ticks of the opposite word's expert")
+    if args.max_attempts_factor < 1:
+        raise ValueError(f"--max-attempts-factor: expected at least 1 (seeds per wanted episode), got "
+                         f"{args.max_attempts_factor}")
     cfg = DataConfig(tasks=tasks, episodes_per_task=args.episodes_per_task, first_seed=args.first_seed,
                      render_size=args.render_size, store_size=args.store_size, think_stride=args.think_stride,
                      qa_frames_per_episode=args.qa_frames_per_episode, targets_per_layout=args.targets_per_layout,
                      takeover=takeover, direction_pairs=args.direction_pairs,
-                     wrong_way_ticks=wrong_way)
+                     wrong_way_ticks=wrong_way, max_attempts_factor=args.max_attempts_factor)
     path = build_dataset(cfg, args.out, overwrite=args.overwrite)
     import json
 

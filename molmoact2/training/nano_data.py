@@ -385,7 +385,8 @@ def build_dataset(cfg: DataConfig, out: str | os.PathLike, *, progress: bool = T
     def out_of_seeds(kept: int, seed: int, what: str, factor: int) -> None:
         if seed - cfg.first_seed >= cfg.episodes_per_task * factor:
             raise RuntimeError(f"build_dataset: only {kept}/{cfg.episodes_per_task} successful {what} "
-                               f"in {seed - cfg.first_seed} seeds")
+                               f"in {seed - cfg.first_seed} seeds (the budget: episodes x {factor}; `train data "
+                               f"--max-attempts-factor` raises it, e.g. for takeovers that rarely qualify)")
 
     unpaired = 0
     try:

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "starts from the lift (0 = off; pair it with a short --takeover-chunk-ticks)")
     d.add_argument("--max-attempts-factor", type=int, default=3, metavar="N",
                    help="give up on a task after episodes x N seeds without enough successful demos (raise it for "
-                        "takeovers that rarely qualify, e.g. --takeover-lifted-cm: about 1 layout in 14)")
+                        "takeovers that rarely qualify, e.g. --takeover-lifted-cm: about 1 layout in 11)")
     d.add_argument("--takeover-think", action="store_true", help="the roll-in policy runs in Think mode")
     d.add_argument("--takeover-chunk-ticks", type=int, default=None, metavar="N",
                    help="ticks the roll-in policy executes per chunk (default: its own n_action_steps; the shipped "

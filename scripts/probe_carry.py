@@ -1,7 +1,7 @@
 """Where does a lifted pick_place object go? Released over the bin, carried past it, never brought near, or slipped.
 
     .venv/bin/python scripts/probe_carry.py --checkpoint assets/nano --first-seed 50000 --seeds 50 --noise-seed 0
-    # the eval's pick_place episodes (one thread, about 2 min per 10 layouts); rows for the ones that lifted
+    # the eval's pick_place episodes (one thread, 1-2 s per layout); rows for the ones that lifted
 
 `eval report` says how far each pick_place got (touched, lifted >= 2 cm, in the bin); this asks what happens
 between "lifted" and "in the bin". It re-runs the eval's episodes (the policy's noise seeded with --noise-seed like
@@ -82,8 +82,10 @@ def classify(rows: list[tuple], success: bool) -> dict | None:
         return None
     last = int(lifted[-1])
     window = grip[max(0, last - 5):last + 2]  # the commands around the moment it came down
-    row = {"lift_tick": int(lifted[0]), "lifted_ticks": int(len(lifted)), "max_height_cm": round(100 * float(height.max()), 1),
-           "closest_to_bin_cm": round(100 * float(dist[lifted].min()), 1), "released_at_bin_cm": round(100 * float(dist[last]), 1),
+    row = {"lift_tick": int(lifted[0]), "lifted_ticks": int(len(lifted)),
+           "max_height_cm": round(100 * float(height.max()), 1),
+           "closest_to_bin_cm": round(100 * float(dist[lifted].min()), 1),
+           "released_at_bin_cm": round(100 * float(dist[last]), 1),
            "grip_at_release": round(float(window.max()), 1), "was_over_bin": bool(over[lifted].any())}
     if success:
         outcome = "success"

@@ -1080,3 +1080,9 @@ def test_a_takeover_that_never_qualifies_runs_out_of_seeds_and_names_the_flag(tm
                      qa_frames_per_episode=1, takeover=takeover, max_attempts_factor=1)
     with pytest.raises(RuntimeError, match=r"only 0/1 successful touch episodes in 1 seeds .*--max-attempts-factor"):
         build_dataset(cfg, tmp_path / "never")
+    from molmoact2.cli import main
+
+    with pytest.raises(ValueError, match="--takeover-lifted-cm: set a roll-in policy with --takeover-policy"):
+        main(["train", "data", "--out", str(tmp_path / "none"), "--takeover-lifted-cm", "2"])
+    with pytest.raises(ValueError, match=r"--max-attempts-factor: expected at least 1"):
+        main(["train", "data", "--out", str(tmp_path / "none"), "--max-attempts-factor", "0"])

@@ -167,6 +167,12 @@ def run_data(args: argparse.Namespace) -> int:
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     takeover = None
+    if not args.takeover_policy:
+        alone = [f for f, v in (("--takeover-near-cm", args.takeover_near_cm),
+                                ("--takeover-lifted-cm", args.takeover_lifted_cm),
+                                ("--takeover-chunk-ticks", args.takeover_chunk_ticks)) if v]
+        if alone:  # hand-over settings without a roll-in policy would be ignored: say so instead
+            raise ValueError(f"{', '.join(alone)}: set a roll-in policy with --takeover-policy (e.g. 'nano') too")
     if args.takeover_policy:
         if not 0.0 <= args.takeover_near_cm < 100.0:
             raise ValueError(f"--takeover-near-cm: expected a distance in centimetres in [0, 100), got "

@@ -57,18 +57,11 @@ class CarryWatch:
         out = self._env.step(action, *args, **kwargs)
         env = self._env
         pos = env.object_pos(env.instance.target)
-        local = self._bin_local(pos)
+        local = env.in_bin_frame(pos)  # "over" the bin at any height: object_in_bin's frame, no height test
         inner = env.scene_config.bin_inner_half_m
         self.rows.append((float(np.asarray(action).reshape(-1)[-1]), float(pos[2]) - self._start_z,
                           bool(abs(local[0]) < inner and abs(local[1]) < inner), float(np.hypot(local[0], local[1]))))
         return out
-
-    def _bin_local(self, pos: np.ndarray) -> np.ndarray:
-        # the same frame as SimEnv.object_in_bin, without its height test: "over" the bin, at any height
-        env = self._env
-        body = env.scene.model.body(env.scene.object("bin").body).id
-        rot = env.data.xmat[body].reshape(3, 3)
-        return rot.T @ (pos - env.data.xpos[body])
 
 
 def classify(rows: list[tuple], success: bool) -> dict | None:

@@ -223,11 +223,14 @@ class SimEnv:
         g1, g2 = self.data.contact.geom1[:n], self.data.contact.geom2[:n]
         return bool(np.any((np.isin(g1, grip) & np.isin(g2, obj)) | (np.isin(g2, grip) & np.isin(g1, obj))))
 
-    def object_in_bin(self, name: str, bin_name: str = "bin") -> bool:
-        bin_obj = self.scene.object(bin_name)
-        bin_body = self.scene.model.body(bin_obj.body).id
+    def in_bin_frame(self, pos: np.ndarray, bin_name: str = "bin") -> np.ndarray:
+        """A world point [3] in the bin's own frame (origin at its body, axes along its walls), metres."""
+        bin_body = self.scene.model.body(self.scene.object(bin_name).body).id
         R = self.data.xmat[bin_body].reshape(3, 3)
-        local = R.T @ (self.object_pos(name) - self.data.xpos[bin_body])
+        return R.T @ (np.asarray(pos) - self.data.xpos[bin_body])
+
+    def object_in_bin(self, name: str, bin_name: str = "bin") -> bool:
+        local = self.in_bin_frame(self.object_pos(name), bin_name)
         inner = self.scene_config.bin_inner_half_m
         return bool(abs(local[0]) < inner and abs(local[1]) < inner and local[2] < self.scene_config.bin_wall_height_m + 0.01)
 

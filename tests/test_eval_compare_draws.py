@@ -109,6 +109,10 @@ def test_one_checkpoint_under_two_settings_but_not_two_changes_at_once():
     other = draws({0: [True, True, False], 1: [True, True, False]}, "cd" * 32, noise_scale=0.0)
     with pytest.raises(ValueError, match=r"differ in their weights and in how they were run .*'noise_scale': \(1.0, 0.0\)"):
         compare_draws(trained, other)
+    # ... unless the setting belongs to the new weights (a distilled expert's steps): then accepted, and said
+    distilled = compare_draws(trained, other, setting_change=True)
+    assert distilled["weights_and_settings"] and distilled["settings"] == {"noise_scale": (1.0, 0.0)}
+    assert "Other weights AND another setting: noise_scale 1.0 (old) vs 0.0 (new)." in to_markdown(distilled)
     # without digests the weights cannot be shown to be the same: refused too
     for rec in trained + mean:
         del rec["weights_sha256"]

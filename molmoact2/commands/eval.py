@@ -86,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cd.add_argument("--old", nargs="+", required=True, metavar="RECORD", help="records of the old checkpoint")
     cd.add_argument("--new", nargs="+", required=True, metavar="RECORD", help="records of the new checkpoint")
     cd.add_argument("--names", default="old,new", help="column names for the two checkpoints, e.g. 'E,H'")
+    cd.add_argument("--setting-change", action="store_true",
+                    help="accept sides that differ in weights AND inference settings, when the setting belongs to the "
+                         "new weights (an expert distilled to take fewer Euler steps); the output names the setting")
     cd.set_defaults(handler=run_compare_draws)
     lk = sub.add_parser("luck", help="several records of one checkpoint with different --noise-seed: the spread "
                                      "between draws and how often a solved layout is solved again")
@@ -263,7 +266,7 @@ def run_compare_draws(args: argparse.Namespace) -> int:
     old = [_load_record(path, "compare-draws") for path in args.old]
     new = [_load_record(path, "compare-draws") for path in args.new]
     try:
-        result = compare_draws(old, new)
+        result = compare_draws(old, new, setting_change=args.setting_change)
     except ValueError as exc:
         raise SystemExit(f"eval compare-draws: {exc}") from None
     print(to_markdown(result, old_name=names[0], new_name=names[1]))

@@ -6,6 +6,8 @@
         --batch-size 16 --lr 1e-3 --seed 0           # add --resume to continue an interrupted run
     molmoact2 train vision --init-from /tmp/nano_small --data /tmp/nano_scenes --heldout /tmp/nano_heldout \
         --out /tmp/nano_vision            # image tokens learn what is where (segmentation), then `train nano`
+    molmoact2 train distill-expert --teacher assets/nano --data /tmp/nano_data /tmp/nano_contrast \
+        --out /tmp/nano_2step --student-steps 2   # the flow expert reaches its own plans in fewer Euler steps
 """
 
 from __future__ import annotations
@@ -158,6 +160,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--per-class-positions", action="store_true",
                    help="a position per class per cell (default: one per cell, of the object covering most of it)")
     v.set_defaults(handler=run_vision)
+
+    x = sub.add_parser("distill-expert", help="teach the flow expert to reach its own plans in fewer Euler steps "
+                                              "(only the expert trains; writes a whole checkpoint)")
+    x.add_argument("--teacher", default="assets/nano", metavar="DIR", help="Nano checkpoint to distil")
+    x.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                   help="demo caches (`train data`) whose frames give the contexts; the teacher's own")
+    x.add_argument("--out", required=True, help="new checkpoint directory (must not exist or be empty)")
+    x.add_argument("--student-steps", type=int, default=2, help="Euler steps the distilled expert takes")
+    x.add_argument("--teacher-steps", type=int, default=5, help="Euler steps of the teacher's plans (the target)")
+    x.add_argument("--steps", type=int, default=600)
+    x.add_argument("--batch-size", type=int, default=32)
+    x.add_argument("--lr", type=float, default=3e-4)
+    x.add_argument("--warmup-steps", type=int, default=30)
+    x.add_argument("--depth-share", type=float, default=0.3,
+                   help="share of contexts with depth codes (Think mode); the rest plain robot prompts")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--save-every", type=int, default=100)
+    x.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    x.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    x.set_defaults(handler=run_distill)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
@@ -300,4 +322,19 @@ def run_vision(args: argparse.Namespace) -> int:
         print(f"  pointing from the image tokens, {split}: {rows}")
     print(f"checkpoint {args.out} (model.safetensors {record['model_mib']:.1f} MiB fp16); "
           f"next: molmoact2 train nano --init-from {args.out} ...")
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from molmoact2.training.expert_distill import DistillConfig, distill
+
+    cfg = DistillConfig(teacher=str(args.teacher), teacher_steps=args.teacher_steps, student_steps=args.student_steps,
+                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                        depth_share=args.depth_share, seed=args.seed, save_every=args.save_every, threads=args.threads)
+    summary = distill(args.data, args.out, cfg, resume=args.resume,
+                      argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))
+    print(f"distilled to step {summary['final']['step']} ({summary['steps_run']} steps this run, "
+          f"{summary['seconds_per_step']:.2f} s/step); end-point MSE {summary['first']['distill_loss']:.4f} at its "
+          f"first step -> {summary['final']['distill_loss']:.4f}; checkpoint {args.out} "
+          f"({cfg.student_steps} Euler steps)")
     return 0

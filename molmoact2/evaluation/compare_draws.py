@@ -30,7 +30,7 @@ _SAME_LAYOUTS = ("tasks", "seeds_per_task", "first_seed", "image_size", "on_limi
 _Z95 = 1.959964
 
 
-def _check_sides(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+def _check_sides(old: list[dict[str, Any]], new: list[dict[str, Any]], setting_change: bool = False) -> None:
     for side, records in (("old", old), ("new", new)):
         if len(records) < 2:
             raise ValueError(f"expected at least 2 records (one per --noise-seed) for the {side} checkpoint, got "
@@ -45,10 +45,11 @@ def _check_sides(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
         raise ValueError(f"the two sides ran different layouts or ran them differently, so their rates are not "
                          f"comparable (setting: (old, new)): {diff}")
     settings = setting_changes(old, new)
-    if settings and not _same_weights(old, new):
+    if settings and not _same_weights(old, new) and not setting_change:
         raise ValueError(f"the two sides differ in their weights and in how they were run (setting: (old, new)): "
                          f"{settings}; compare one change at a time: other weights with the same settings, or "
-                         f"one checkpoint under two settings")
+                         f"one checkpoint under two settings (or, when the setting belongs to the new weights, as "
+                         f"a distilled expert's fewer Euler steps do, pass --setting-change)")
 
 
 def setting_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
@@ -88,16 +89,19 @@ def _unverified_paths(records: list[dict[str, Any]]) -> list[str]:
     return [] if all(rec.get("weights_sha256") for rec in records) else checkpoint_paths(records)
 
 
-def compare_draws(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per mode present in every record: per-draw rates of each side and paired-by-layout differences."""
-    _check_sides(old, new)
+def compare_draws(old: list[dict[str, Any]], new: list[dict[str, Any]], setting_change: bool = False) -> dict[str, Any]:
+    """Per mode present in every record: per-draw rates of each side and paired-by-layout differences.
+    `setting_change=True` accepts sides that differ in weights AND inference settings (weights made for their
+    setting, e.g. an expert distilled to take fewer Euler steps); the result says so (`weights_and_settings`)."""
+    _check_sides(old, new, setting_change)
     old_solved, new_solved = [_solved(r) for r in old], [_solved(r) for r in new]
     everything = old_solved + new_solved
     modes = sorted(set.intersection(*(set(s) for s in everything)))
     out: dict[str, Any] = {"noise_seeds": ([r.get("config", {}).get("seed", 0) for r in old],
                                            [r.get("config", {}).get("seed", 0) for r in new]),
                            "checkpoints": (_unverified_paths(old), _unverified_paths(new)),
-                           "settings": setting_changes(old, new), "modes": {}}
+                           "settings": setting_changes(old, new), "modes": {},
+                           "weights_and_settings": not _same_weights(old, new)}
     for mode in modes:
         layouts = sorted(set.intersection(*(set(s[mode]) for s in everything)))
         if not layouts:
@@ -142,7 +146,9 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
             lines.append(f"{name}'s records name {len(set(paths))} checkpoint paths ({', '.join(sorted(set(paths)))}) "
                          f"and carry no weight digest: they are taken to be the same weights.")
     for key, (a, b) in result.get("settings", {}).items():
-        lines.append(f"One set of weights under two settings: {key} {a} ({old_name}) vs {b} ({new_name}).")
+        what = "Other weights AND another setting" if result.get("weights_and_settings") else \
+            "One set of weights under two settings"
+        lines.append(f"{what}: {key} {a} ({old_name}) vs {b} ({new_name}).")
     lines.append("Intervals: the mean over layouts of (new - old) success rate over the draws, +/- 1.96 standard "
                  "errors of that paired mean; the draws' luck is inside each layout's rate.")
     lines.append("")

@@ -115,11 +115,15 @@ class TrainConfig:
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, self.steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return warmup_cosine_lr(step, self.lr, self.warmup_steps, self.steps, self.min_lr_ratio)
+
+
+def warmup_cosine_lr(step: int, lr: float, warmup_steps: int, steps: int, min_lr_ratio: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay to min_lr_ratio * lr at `steps` (0-based step)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _torch_generator(seed: int, step: int):
@@ -190,7 +194,15 @@ def load_weights(path: str | os.PathLike):
     from molmoact2.models.nano.processing_nano import NanoProcessor
 
     src = _init_weights_dir(path)
-    return NanoForConditionalGeneration.from_pretrained(str(src)).to(torch.float32), NanoProcessor.from_pretrained(src)
+    model = NanoForConditionalGeneration.from_pretrained(str(src)).to(torch.float32)
+    # .to() casts the weights, not the configs' dtype fields: an fp16 checkpoint's sub-configs would still say
+    # float16, and every export of this model would carry that (the weights are fp32 from here on).
+    from transformers import PretrainedConfig
+
+    for sub in vars(model.config).values():
+        if isinstance(sub, PretrainedConfig):
+            sub.dtype = torch.float32
+    return model, NanoProcessor.from_pretrained(src)
 
 
 def load_init_weights(path: str | os.PathLike, size: str):

@@ -13,7 +13,9 @@ length grammar, `constrain_action_tokens`: it always decodes).
 Each mode runs twice per repeat, interleaved: `optimized` (the default inference path) and `reference`
 (`predict_action(optimized=False)`: the plain computation, same results up to float summation order).
 `--also-steps N` adds a third variant, the optimized path with N Euler steps of the flow expert instead of the
-checkpoint's `flow_matching_num_steps` (what a change of that setting buys). Prints the median per stage over
+checkpoint's `flow_matching_num_steps` (what a change of that setting buys). `--compile` adds the variant
+`compiled`: the optimized path with vision, prefill and expert through torch.compile
+(`molmoact2.models.nano.compiled`; each mode's first compiled call compiles, printed and not timed). Prints the median per stage over
 --repeats runs, `call` = wall time of the whole predict_action call,
 the control rate (chunks/s and executed actions/s = n_action_steps / call), the reference/optimized
 ratio per mode, the adaptive-vs-full depth speedup, and the issue's latency goals vs what was measured.
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--also-steps", type=int, default=None, metavar="N",
                    help="also time the optimized path with N Euler steps of the flow expert (rows 'N steps'), "
                         "interleaved with the checkpoint's own number")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the optimized path with its stages compiled (rows 'compiled'; needs g++)")
     a = p.parse_args(argv)
 
     import torch
@@ -96,10 +100,18 @@ def main(argv: list[str] | None = None) -> None:
 
         tokenizer = OpenFastProcessor.load(a.action_tokenizer)
 
+    stages = None
+    if a.compile:
+        from molmoact2.models.nano.compiled import enable_compiled_inference
+
+        stages = enable_compiled_inference(model)
+        enable_compiled_inference(model, False)  # attached only for the 'compiled' rows' calls
+
     def run(mode: str, optimized: bool, around=contextlib.nullcontext,
-            num_steps: int | None = None) -> dict[str, float]:
+            num_steps: int | None = None, compiled: bool = False) -> dict[str, float]:
         """One timed predict_action call of `mode` (inside `around()`, e.g. a FLOP counter); `num_steps`
-        overrides the checkpoint's Euler steps."""
+        overrides the checkpoint's Euler steps; `compiled` attaches the compiled stages for this call."""
+        model.__dict__["compiled_stages"] = stages if compiled else None
         g = torch.Generator().manual_seed(0)
         kw: dict = dict(generator=g, optimized=optimized, num_steps=num_steps)
         if mode in ("discrete", "discrete_grammar"):
@@ -122,7 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     variants = ["optimized"] + ([] if a.no_reference else ["reference"])
     steps_variant = f"{a.also_steps} steps" if a.also_steps else None
     variants += [steps_variant] if steps_variant else []
+    variants += ["compiled"] if a.compile else []
     run("continuous", True)  # warm-up (allocator, fused-weight and RoPE caches)
+    for mode in modes if a.compile else []:  # compile each mode's shapes before anything is timed
+        t0 = time.perf_counter()
+        with contextlib.suppress(Exception):  # a free discrete decode may fail on this frame: reported below
+            run(mode, True, compiled=True)
+        print(f"compiled {mode} in {time.perf_counter() - t0:.1f} s (first call, not timed)")
     rows: dict[tuple[str, str], dict[str, float]] = {}
     failed: dict[str, str] = {}
     for mode in list(modes):
@@ -131,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(a.repeats):  # interleaved, so both variants see the same machine load
                 for v in variants:
                     steps = a.also_steps if v == steps_variant else None
-                    samples[v].append(run(mode, v != "reference", num_steps=steps))
+                    samples[v].append(run(mode, v != "reference", num_steps=steps, compiled=v == "compiled"))
         except Exception as err:  # noqa: BLE001 - a model that does not (yet) emit valid OpenFAST tokens
             if mode != "discrete":  # the constrained decode always decodes: its failure is a bug
                 raise
@@ -156,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         own = model.config.flow_matching_num_steps
         print(f"{steps_variant} / checkpoint's {own} steps (whole call): " + ", ".join(
             f"{m} {rows[(m, steps_variant)]['call_ms'] / rows[(m, 'optimized')]['call_ms']:.2f}x" for m in modes))
+    if a.compile:
+        print("optimized / compiled (whole call): " + ", ".join(
+            f"{m} {rows[(m, 'optimized')]['call_ms'] / rows[(m, 'compiled')]['call_ms']:.2f}x" for m in modes))
     opt = {m: rows[(m, "optimized")] for m in modes}
     if "think_adaptive" in opt:
         full, adapt = opt["think_full"], opt["think_adaptive"]
@@ -188,8 +209,20 @@ def main(argv: list[str] | None = None) -> None:
           + "; ".join(floors))
     if a.profile:
         _print_profile(lambda: run("continuous", True), a.profile)
-    print("goals (optimized): " + "; ".join(f"{name} {got:.1f} {unit} vs goal >= {goal:g} {unit} "
-                                            f"[{'met' if got >= goal else 'NOT met'}]" for name, got, goal, unit in goals))
+    print("goals (optimized): " + _goal_text(goals))
+    if a.compile:
+        comp = {m: rows[(m, "compiled")] for m in modes}
+        goals_c = [("continuous", 1000.0 / comp["continuous"]["call_ms"], GOAL_CONTINUOUS_HZ, "Hz")]
+        if "think_adaptive" in comp:
+            goals_c += [("think_adaptive", 1000.0 / comp["think_adaptive"]["call_ms"], GOAL_THINK_HZ, "Hz"),
+                        ("adaptive/full", comp["think_full"]["call_ms"] / comp["think_adaptive"]["call_ms"],
+                         GOAL_ADAPTIVE_SPEEDUP, "x")]
+        print("goals (compiled): " + _goal_text(goals_c))
+
+
+def _goal_text(goals: list[tuple[str, float, float, str]]) -> str:
+    return "; ".join(f"{name} {got:.1f} {unit} vs goal >= {goal:g} {unit} [{'met' if got >= goal else 'NOT met'}]"
+                     for name, got, goal, unit in goals)
 
 
 def _print_profile(call, n: int, top: int = 6) -> None:

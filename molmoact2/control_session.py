@@ -196,6 +196,9 @@ class ControlConfig:
     # length grammar, so every chunk decodes (free, as the real model, about half of Nano's chunks fail).
     action_mode: Literal["continuous", "discrete"] = "continuous"
     constrain_action_tokens: bool = False
+    # Nano only: vision, prefill and flow expert through torch.compile (NanoPolicy `compiled`): the same chunks up to
+    # float rounding, faster calls; the first chunk at each prompt-length bucket compiles (~30 s).
+    compiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,9 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
     if config.carry_steps and kind != "nano":
         raise ValueError("carry-over is a Nano option (it pins the flow expert's first actions inside our own model); "
                          "set Carry steps to 0 for the expert, checkpoints and /act servers")
+    if config.compiled and kind != "nano":
+        raise ValueError("compiled inference is a Nano option (torch.compile of our own model's stages); untick it "
+                         "for the expert, checkpoints and /act servers")
     from molmoact2.models.registry import load_policy, refuse_for_actions
 
     refuse_for_actions(config.policy_spec)
@@ -294,6 +300,8 @@ def make_control_policy(config: ControlConfig, env: Any) -> Any:
 
         opts.update(mode="discrete", action_tokenizer=str(DEFAULT_ACTION_TOKENIZER),
                     constrain_action_tokens=config.constrain_action_tokens)
+    if config.compiled:
+        opts["compiled"] = True
     if kind == "checkpoint":
         opts["trust_remote_code"] = config.trust_remote_code
     policy = load_policy(config.policy_spec.strip(), **opts)

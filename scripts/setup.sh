@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libusb: open3d links libusb-1.0.so.0 and fails to import without it.
-APT_PACKAGES=(chromium libosmesa6 libegl1 libegl-mesa0 libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers libusb-1.0-0)
+# g++: Nano's compiled inference (torch.compile writes C++ kernels and builds them; molmoact2/models/nano/compiled.py).
+APT_PACKAGES=(chromium libosmesa6 libegl1 libegl-mesa0 libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers libusb-1.0-0 g++)
 PY=${PYTHON:-python3.11}
 VENV=.venv
 CONSTRAINTS=requirements/constraints.txt

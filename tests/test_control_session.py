@@ -366,3 +366,28 @@ def test_discrete_actions_free_and_under_the_length_grammar(tmp_path):
     assert c.action_mode == "discrete" and c.constrain_action_tokens
     assert _config("nano", "touch", 0, "clip", False, False).action_mode == "continuous"
     assert "**Actions** must be one of" in _bad_input("touch", 0, 0, 0, "fast")
+
+
+def test_compiled_reaches_nano_only_and_the_step_says_which_stages_ran_compiled(tmp_path):
+    """The Control tab's compiled box: Nano's stages run through torch.compile (Step.info names them); the expert is
+    refused in words."""
+    from app.tabs.control import _config
+    from molmoact2.models.nano.factory import make_random_checkpoint
+
+    ckpt = make_random_checkpoint(tmp_path / "nano_random")
+    session = ControlSession(ControlConfig(policy_spec=f"nano:{ckpt}", task="touch", on_limit="clip", max_steps=30,
+                                           compiled=True, **FAST))
+    try:
+        st = session.step()
+        assert st.chunks == 1 and st.error is None, format_status(st)
+        assert session.steps[0].info["compiled_stages"] == ["vision", "prefill", "expert"]
+    finally:
+        session.close()
+    session = ControlSession(ControlConfig(policy_spec="expert", task="touch", compiled=True, **FAST))
+    try:
+        st = session.status()
+        assert st.state == "error" and "compiled inference is a Nano option" in st.error, format_status(st)
+    finally:
+        session.close()
+    assert _config("nano", "touch", 0, "clip", False, False, "", 0, 0, "continuous", True).compiled
+    assert not _config("nano", "touch", 0, "clip", False, False).compiled

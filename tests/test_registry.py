@@ -29,6 +29,7 @@ def nano_dir(tmp_path_factory):
 
 def test_spec_kinds():
     assert spec_kind("nano") == spec_kind("NANO") == spec_kind("nano:/tmp/x") == spec_kind("nano-er") == "nano"
+    assert spec_kind("nano-fast") == spec_kind("NANO-FAST") == "nano"
     assert spec_kind("http://h:8000") == spec_kind("HTTPS://h") == "remote"
     assert spec_kind("/data/MolmoAct2-DROID") == spec_kind("./nano") == "checkpoint"
 
@@ -76,6 +77,19 @@ def test_nano_er_spec(nano_dir, tmp_path, monkeypatch):
         load_policy("nano-er", path=str(nano_dir))
     with pytest.raises(ValueError, match="not a Nano spec"):
         registry.nano_spec_dir("/data/x")
+
+
+def test_nano_fast_spec(nano_dir, tmp_path, monkeypatch):
+    # 'nano-fast' names its own repository directory too: missing, it says so; present, it loads from there and
+    # takes the policy's options (here the compiled stages: attached, not yet compiled until the first call)
+    monkeypatch.setattr(registry, "REPO_NANO_FAST_DIR", tmp_path / "no_fast")
+    with pytest.raises(FileNotFoundError, match="'nano-fast': no checkpoint at .*no_fast.*use 'nano'"):
+        load_policy("nano-fast")
+    monkeypatch.setattr(registry, "REPO_NANO_FAST_DIR", nano_dir)
+    assert registry.nano_spec_dir("Nano-Fast") == nano_dir
+    policy = load_policy("nano-fast", seed=0, compiled=True)
+    assert policy.checkpoint_dir == str(nano_dir) and policy.compiled and policy.name.endswith(", compiled]")
+    assert policy.model.__dict__["compiled_stages"] is not None
 
 
 def test_nano_specs_load(nano_dir, monkeypatch):

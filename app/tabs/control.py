@@ -46,7 +46,8 @@ ACTION_CHOICES = (("continuous (flow expert)", "continuous"), ("discrete (OpenFA
                   ("discrete (OpenFAST, length grammar)", "discrete_grammar"))
 
 
-def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None, actions="continuous"):
+def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None, actions="continuous",
+            compiled=False):
     from molmoact2.control_session import ControlConfig
 
     actions = actions or "continuous"
@@ -55,7 +56,7 @@ def _config(spec, task, seed, on_limit, trust, think, target="", flow_steps=None
                          target=str(target or "").strip(), num_steps=_flow_steps(flow_steps),
                          carry_steps=_flow_steps(carry) or 0,
                          action_mode="continuous" if actions == "continuous" else "discrete",
-                         constrain_action_tokens=actions == "discrete_grammar")
+                         constrain_action_tokens=actions == "discrete_grammar", compiled=bool(compiled))
 
 
 def _ensure(session, cfg):
@@ -115,7 +116,7 @@ def check_model(spec, trust):
 
 
 def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None,
-               actions="continuous"):
+               actions="continuous", compiled=False):
     """Generator: (session, viewer bytes, status, download) until the episode ends or is paused."""
     from molmoact2.control_session import format_status
 
@@ -123,7 +124,8 @@ def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flo
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions))
+    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions, compiled)
+    session = _ensure(session, cfg)
     st = session.status()
     if st.state == "error":
         yield session, None, format_status(st), None
@@ -140,7 +142,7 @@ def run_policy(session, spec, task, seed, on_limit, trust, think, target="", flo
 
 
 def step_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None,
-                actions="continuous"):
+                actions="continuous", compiled=False):
     """Generator (one yield): the streaming viewer takes its bytes from generators only."""
     from molmoact2.control_session import format_status
 
@@ -148,7 +150,8 @@ def step_policy(session, spec, task, seed, on_limit, trust, think, target="", fl
     if bad:
         yield session, None, bad, None
         return
-    session = _ensure(session, _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions))
+    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions, compiled)
+    session = _ensure(session, cfg)
     if session.status().state != "error":
         session.step()
     yield session, _viewer_bytes(session), format_status(session.status()), _save(session)
@@ -164,13 +167,13 @@ def pause_policy(session):
 
 
 def reset_policy(session, spec, task, seed, on_limit, trust, think, target="", flow_steps=None, carry=None,
-                 actions="continuous"):
+                 actions="continuous", compiled=False):
     from molmoact2.control_session import ControlSession, format_status
 
     bad = _bad_input(task, seed, flow_steps, carry, actions)
     if bad:
         return session, bad, None
-    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions)
+    cfg = _config(spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions, compiled)
     if session is None:
         session = ControlSession(cfg)
     else:
@@ -202,7 +205,9 @@ def build(ctx: AppContext) -> None:
         "drawing its own mode (watch the gripper). **Actions** (Nano): the flow expert, or OpenFAST tokens decoded "
         "freely as the real model does (about half of Nano's chunks then fail to decode: the episode stops with "
         "the error) or under the tokenizer's length grammar (every chunk decodes; the status counts the chunks it "
-        "had to change).\n\n"
+        "had to change). **compiled** (Nano) runs vision, prefill and the flow expert through torch.compile: the "
+        "same chunks, faster calls, after the first chunk compiles (about 30 s); `nano-fast` is Nano with a 2-step "
+        "flow expert, the fastest continuous call (README, Benchmarks).\n\n"
         + nano_note(),
         elem_id="ctl-intro",
     )
@@ -214,6 +219,8 @@ def build(ctx: AppContext) -> None:
         flow_steps = gr.Number(value=0, label="Euler steps (0: the model's own)", elem_id="ctl-flow-steps")
         carry = gr.Number(value=0, label="Carry steps (Nano; 0: off)", elem_id="ctl-carry")
         actions = gr.Radio(list(ACTION_CHOICES), value="continuous", label="Actions", elem_id="ctl-actions")
+        compiled = gr.Checkbox(value=False, label="compiled (Nano; the first chunk compiles, ~30 s)",
+                               elem_id="ctl-compiled")
         check = gr.Button("Check", elem_id="ctl-check")
     health = gr.Markdown("Model not checked yet.", elem_id="ctl-health")
     with gr.Row():
@@ -234,7 +241,7 @@ def build(ctx: AppContext) -> None:
     viewer = Rerun(streaming=True, height=620, label="Rerun viewer", elem_id="ctl-viewer")
     download = gr.File(label="Recording (.rrd)", interactive=False, elem_id="ctl-download")
 
-    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions]
+    inputs = [session, spec, task, seed, on_limit, trust, think, target, flow_steps, carry, actions, compiled]
     check.click(check_model, inputs=[spec, trust], outputs=[health])
     run.click(run_policy, inputs=inputs, outputs=[session, viewer, status, download])
     step.click(step_policy, inputs=inputs, outputs=[session, viewer, status, download])

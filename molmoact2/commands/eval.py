@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--constrain-action-tokens", action="store_true",
                    help="decode the discrete mode's OpenFAST ids under their length grammar (closed and open loop): "
                         "every chunk decodes; default unconstrained, as the real model")
+    n.add_argument("--compiled", action="store_true",
+                   help="run vision, prefill and the flow expert through torch.compile (needs g++): the same numbers "
+                        "up to float rounding, faster calls after each worker compiles its shapes (recorded)")
     n.add_argument("--noise-seed", type=int, default=0,
                    help="seed of the policies' flow noise and sampling (another one: how much of a result is luck)")
     n.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
@@ -150,7 +153,8 @@ def run_nano(args: argparse.Namespace) -> int:
                      num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps,
                      noise_scale=args.noise_scale, plan_samples=args.plan_samples,
                      temporal_ensemble=args.temporal_ensemble, ensemble_decay=args.ensemble_decay,
-                     training_layouts=args.training_layouts, constrain_action_tokens=args.constrain_action_tokens)
+                     training_layouts=args.training_layouts, constrain_action_tokens=args.constrain_action_tokens,
+                     compiled=args.compiled)
     record = evaluate(cfg)
     if args.out:
         out = Path(args.out)

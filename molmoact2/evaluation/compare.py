@@ -72,7 +72,9 @@ def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
     """How the record's policy turned one observation into actions, beyond its weights."""
     return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record),
             "plan_samples": plan_samples(record), "n_action_steps": action_steps(record),
-            "temporal_ensemble": temporal_ensemble(record), "constrain_action_tokens": constrained(record)}
+            "temporal_ensemble": temporal_ensemble(record), "constrain_action_tokens": constrained(record),
+            # compiled stages give the same numbers up to float rounding, but a comparison should say which ran
+            "compiled": bool(record.get("config", {}).get("compiled"))}
 
 
 def _diff_interval(h0: int, n0: int, h1: int, n1: int) -> tuple[float, float, float]:

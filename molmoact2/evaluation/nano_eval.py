@@ -70,6 +70,9 @@ class EvalConfig:
     # ones: a fitting check, never a quality figure. Does the model solve, and predict, the demos it trained on?
     # Then `heldout` names the training cache (its seeds must be < 10000) and the report's title says so.
     training_layouts: bool = False
+    # Run vision, prefill and the flow expert through torch.compile (molmoact2.models.nano.compiled): the same
+    # numbers up to float summation order, faster calls; each worker compiles its shapes first (minutes in all).
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in CLOSED_LOOP_MODES]
@@ -118,6 +121,10 @@ def _init_worker(cfg: EvalConfig) -> None:
     from molmoact2.training.nano_trainer import DEFAULT_ACTION_TOKENIZER
 
     base = load_nano(cfg.checkpoint)
+    if cfg.compiled:  # every policy of this worker shares base.model, so once is enough
+        from molmoact2.models.nano.compiled import enable_compiled_inference
+
+        enable_compiled_inference(base.model)
     tok = load_action_tokenizer(cfg.action_tokenizer or str(DEFAULT_ACTION_TOKENIZER))
     common = dict(seed=cfg.seed, checkpoint_dir=cfg.checkpoint, n_action_steps=cfg.n_action_steps,
                   num_steps=cfg.num_steps)

@@ -2,6 +2,7 @@
 
     load_policy("nano")                          # the workbench's own small model (issue 6), assets/nano
     load_policy("nano-er")                       # its spatial-question specialist, assets/nano_er
+    load_policy("nano-fast", compiled=True)      # Nano with a 2-step flow expert, assets/nano_fast: >= 50 Hz
     load_policy("nano:/tmp/nano_random")         # a Nano checkpoint directory of your choice
     load_policy("/data/MolmoAct2-DROID", trust_remote_code=True, dtype="bfloat16")
     load_policy("http://gpu-box:8000")           # an official (or our) /act server
@@ -26,10 +27,15 @@ NANO_BUILD_HINT = "python -m molmoact2.models.nano.factory --out /tmp/nano_rando
 # `nano-er`: Nano taught to answer spatial questions (Molmo2-ER's role in the real family); not for control.
 NANO_ER_SPEC = "nano-er"
 REPO_NANO_ER_DIR = REPO_NANO_DIR.parent / "nano_er"
+# `nano-fast`: Nano whose flow expert was distilled to take 2 Euler steps instead of 5 (`train distill-expert`):
+# the continuous call for real-time control, about 2 points less success (README, Benchmarks).
+NANO_FAST_SPEC = "nano-fast"
+REPO_NANO_FAST_DIR = REPO_NANO_DIR.parent / "nano_fast"
 
 SPEC_HELP = (
     "a model spec is one of: 'nano' (the workbench's own small model), 'nano-er' (its spatial-question "
-    "specialist), 'nano:DIR' (a Nano checkpoint directory), a local MolmoAct2 checkpoint directory "
+    "specialist), 'nano-fast' (Nano with a 2-step flow expert, for real-time control), 'nano:DIR' (a Nano "
+    "checkpoint directory), a local MolmoAct2 checkpoint directory "
     "(e.g. /data/MolmoAct2-DROID, downloaded beforehand with `hf download allenai/MolmoAct2-DROID --local-dir "
     "/data/MolmoAct2-DROID`), or the URL of an /act server (e.g. http://127.0.0.1:8000)"
 )
@@ -38,7 +44,7 @@ SPEC_HELP = (
 def spec_kind(spec: str | os.PathLike) -> str:
     """'nano', 'remote' or 'checkpoint' (the directory may still be incomplete; `load_policy` checks)."""
     s = str(spec).strip()
-    if s.lower() in ("nano", NANO_ER_SPEC) or s.lower().startswith("nano:"):
+    if s.lower() in ("nano", NANO_ER_SPEC, NANO_FAST_SPEC) or s.lower().startswith("nano:"):
         return "nano"
     if s.lower().startswith(("http://", "https://")):
         return "remote"
@@ -124,8 +130,15 @@ def refuse_for_actions(spec: str) -> None:
 
 
 def nano_spec_dir(spec: str) -> Path:
-    """The checkpoint directory of a Nano spec ('nano', 'nano-er', 'nano:DIR'), checked without importing torch."""
+    """The checkpoint directory of a Nano spec ('nano', 'nano-er', 'nano-fast', 'nano:DIR'), checked without
+    importing torch."""
     s = str(spec).strip()
+    if s.lower() == NANO_FAST_SPEC:
+        if (REPO_NANO_FAST_DIR / "config.json").is_file():
+            return REPO_NANO_FAST_DIR
+        raise FileNotFoundError(f"'{NANO_FAST_SPEC}': no checkpoint at {REPO_NANO_FAST_DIR} (no config.json); use "
+                                f"'nano' (the same model with 5 Euler steps) or 'nano:DIR' with a Nano checkpoint "
+                                f"directory")
     if s.lower() == NANO_ER_SPEC:
         if (REPO_NANO_ER_DIR / "config.json").is_file():
             return REPO_NANO_ER_DIR
@@ -133,7 +146,7 @@ def nano_spec_dir(spec: str) -> Path:
                                 f"(it answers questions too, less well) or 'nano:DIR' with a Nano checkpoint directory")
     if s.lower() == "nano" or s.lower().startswith("nano:"):
         return resolve_nano_dir(s[len("nano:"):].strip() if s.lower().startswith("nano:") else None)
-    raise ValueError(f"{s!r} is not a Nano spec; expected 'nano', '{NANO_ER_SPEC}' or 'nano:DIR'")
+    raise ValueError(f"{s!r} is not a Nano spec; expected 'nano', '{NANO_ER_SPEC}', '{NANO_FAST_SPEC}' or 'nano:DIR'")
 
 
 def _load_nano(spec: str, /, **opts: Any) -> Policy:

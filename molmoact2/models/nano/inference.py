@@ -12,6 +12,9 @@ Stages:
   5. continuous: Euler-integrate the flow expert conditioned on every layer's cache; discrete: greedy
      decode `<action_start> ... <action_end> EOS`, parse strictly, OpenFAST-decode (errors raise).
 `enable_cuda_graph` is accepted for API parity and has no effect (CPU; the real model also falls back).
+With stages attached by `compiled.enable_compiled_inference(model)`, the optimized path runs vision, the prefill
+(when it needs no logits) and the expert's velocity through torch.compile; `compiled_stages` in the output names
+the stages that ran compiled in this call.
 
 Speed (CPU, one thread; same function, fewer ops; `optimized=False` runs the plain reference path):
 the LM takes its fused inference path (layers.py: fused q/k/v and gate/up, one q+k norm, cached RoPE
@@ -36,6 +39,7 @@ from molmoact2 import tokens as T
 from molmoact2.depth import think
 from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples, medoid_index
 from molmoact2.models.nano.action_expert import euler_integrate, euler_integrate_reference
+from molmoact2.models.nano.compiled import compiled_stages
 from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
 from molmoact2.models.nano.processing_nano import to_uint8_rgb
 
@@ -249,21 +253,34 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                                   add_control_tokens=cfg.add_control_tokens, normalize_language=normalize_language)
     inputs = processor(text=prompt, images=images)
     input_ids = inputs["input_ids"].to(model.device)
+    attention_mask = inputs["attention_mask"].to(model.device)
+    # Compiled stages (molmoact2.models.nano.compiled), when attached: the optimized path only.
+    stages = compiled_stages(model) if optimized else None
+    if stages is not None:
+        stages.check_fresh()
+    used_compiled: list[str] = []
     _lap(clock, timings, "prepare_ms")
     # Inference mode (optimized path): no autograd bookkeeping at all. Only numpy arrays and Python
     # values leave this block; the returned tensors are made after it, so callers get normal tensors.
     with torch.inference_mode() if optimized else contextlib.nullcontext():
         # 2. vision
-        feats = model.encode_images(inputs["pixel_values"].to(model.device, model.dtype))
+        pixels = inputs["pixel_values"].to(model.device, model.dtype)
+        feats = stages.vision(pixels) if stages is not None else model.encode_images(pixels)
+        used_compiled += ["vision"] if stages is not None else []
         _lap(clock, timings, "vision_ms")
         # 3. prefill
         cache = model.new_cache()
         # The prefill's logits are read only by a discrete decode that starts right after it; otherwise the
         # pass only fills the cache (depth decoding starts by feeding <depth_start>; the expert reads K/V).
         need_logits = (mode == "discrete" and not enable_depth_reasoning) or not optimized
-        logits = model.forward(input_ids, inputs["attention_mask"].to(model.device), image_features=feats, cache=cache,
-                               logits_to_keep=1, fast=optimized, need_logits=need_logits)["logits"]
-        logits = logits[:, -1] if logits is not None else None
+        if stages is not None and not need_logits and bool(attention_mask.all()):
+            stages.prefill_into(model.embed_inputs(input_ids, image_features=feats), cache)
+            logits = None
+            used_compiled.append("prefill")
+        else:
+            logits = model.forward(input_ids, attention_mask, image_features=feats, cache=cache, logits_to_keep=1,
+                                   fast=optimized, need_logits=need_logits)["logits"]
+            logits = logits[:, -1] if logits is not None else None
         _lap(clock, timings, "prefill_ms")
         generated: list[int] = []
         depth = None
@@ -298,6 +315,9 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
                 dim_mask = torch.zeros(cfg.max_action_dim, device=model.device)
                 dim_mask[:action_dim] = 1.0
             integrate = euler_integrate if optimized else euler_integrate_reference
+            if stages is not None:
+                integrate = stages.integrate
+                used_compiled.append("expert")
             states = integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
                                None if dim_mask is None else dim_mask.to(model.dtype),
                                None if prefix is None else prefix.to(model.device, model.dtype))
@@ -346,6 +366,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
         "kv_summary": [_kv_summary(cache, layer) for layer in range(cfg.text_config.num_hidden_layers)],
         "forward_calls": calls,
         "timings_ms": timings,
+        "compiled_stages": used_compiled,
         "prompt_text": prompt,
         "prompt_token_ids": input_ids[0].cpu().numpy(),
         "norm_tag": norm_tag,

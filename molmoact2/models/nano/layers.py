@@ -250,6 +250,13 @@ class NanoLM(nn.Module):
         return self.norm(x)
 
     # ---- inference fast path (see the module docstring) -------------------------------------------
+    def rope_table(self) -> RopeTable:
+        """The cached RoPE table of the fast paths (built on first use; kept out of the state dict)."""
+        table = self.__dict__.get("_rope_table")
+        if table is None:
+            table = self.__dict__["_rope_table"] = RopeTable(self.cfg.head_dim, self.cfg.rope_theta)
+        return table
+
     @staticmethod
     def _dense(cache: KVCache, attention_mask: torch.Tensor | None) -> bool:
         """True when neither the cache nor the new tokens hold padding (one host sync at most)."""
@@ -293,10 +300,7 @@ class NanoLM(nn.Module):
     def _forward_fast(self, x: torch.Tensor, cache: KVCache, need_output: bool, specs: list[tuple]) -> torch.Tensor | None:
         b, t, _ = x.shape
         n_past = cache.length
-        table = self.__dict__.get("_rope_table")
-        if table is None:
-            table = self.__dict__["_rope_table"] = RopeTable(self.cfg.head_dim, self.cfg.rope_theta)
-        cos, sin_s = table.get(n_past + t, x.dtype, x.device)
+        cos, sin_s = self.rope_table().get(n_past + t, x.dtype, x.device)
         # No padding: position = index. [T, 1, hd] broadcasts over the heads of the [B, T, heads, hd] layout.
         cos, sin_s = cos[n_past:n_past + t, None], sin_s[n_past:n_past + t, None]
         # Masks: one new token sees every cached key (no mask); a first chunk is plain causal; a chunk

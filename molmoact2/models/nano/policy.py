@@ -38,7 +38,7 @@ class NanoPolicy:
                  depth_reasoning: bool = False, action_tokenizer: Any = None, num_steps: int | None = None,
                  n_action_steps: int | None = None, seed: int | None = None, checkpoint_dir: str | None = None,
                  carry_steps: int = 0, noise_scale: float = 1.0, plan_samples: int = 1,
-                 constrain_action_tokens: bool = False) -> None:
+                 constrain_action_tokens: bool = False, compiled: bool = False) -> None:
         from molmoact2.models.hf import load_action_tokenizer
         from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples
 
@@ -76,8 +76,15 @@ class NanoPolicy:
         if constrain_action_tokens and mode != "discrete":
             raise ValueError("constrain_action_tokens: only the discrete (OpenFAST) mode decodes action ids")
         self.constrain_action_tokens = bool(constrain_action_tokens)
+        if compiled:  # vision, prefill and expert through torch.compile (nano/compiled.py); first calls compile
+            from molmoact2.models.nano.compiled import enable_compiled_inference
+
+            enable_compiled_inference(model)
+        self.compiled = bool(compiled)
         self.dtype = str(model.dtype).removeprefix("torch.")  # reported by `molmoact2 serve`'s health JSON
-        self.name = f"nano[{norm_tag}{', think' if depth_reasoning else ''}{', discrete' if mode == 'discrete' else ''}]"
+        flags = (", think" if depth_reasoning else "") + (", discrete" if mode == "discrete" else "") + \
+            (", compiled" if compiled else "")
+        self.name = f"nano[{norm_tag}{flags}]"
         self.reset()
 
     def reset(self) -> None:
@@ -144,6 +151,8 @@ class NanoPolicy:
         )
         if carry is not None:
             step.info["carry"] = carry
+        if out["compiled_stages"]:  # which stages ran compiled this call (the first call at a shape also compiles)
+            step.info["compiled_stages"] = list(out["compiled_stages"])
         if out.get("action_grammar_overrides") is not None:  # ids the OpenFAST length grammar replaced this call
             step.info["action_grammar_overrides"] = int(out["action_grammar_overrides"])
         if out.get("plan_choice") is not None:  # which of the K draws was kept, and how far the draws spread

@@ -15,8 +15,8 @@ Each mode runs twice per repeat, interleaved: `optimized` (the default inference
 `--also-steps N` adds a third variant, the optimized path with N Euler steps of the flow expert instead of the
 checkpoint's `flow_matching_num_steps` (what a change of that setting buys). `--compile` adds the variant
 `compiled`: the optimized path with vision, prefill and expert through torch.compile
-(`molmoact2.models.nano.compiled`; each mode's first compiled call compiles, printed and not timed). Prints the median per stage over
---repeats runs, `call` = wall time of the whole predict_action call,
+(`molmoact2.models.nano.compiled`; each mode's first compiled call compiles, printed and not timed).
+Prints the median per stage over --repeats runs, `call` = wall time of the whole predict_action call,
 the control rate (chunks/s and executed actions/s = n_action_steps / call), the reference/optimized
 ratio per mode, the adaptive-vs-full depth speedup, and the issue's latency goals vs what was measured.
 Random weights measure the architecture's cost, not a trained model's; the shipped checkpoint's

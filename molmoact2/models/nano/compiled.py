@@ -24,9 +24,10 @@ reads the context padded with masked-out keys. A few graphs then cover every ins
 Used where they apply: the prefill only when nothing is padded and no logits are needed (continuous and Think
 modes; a discrete decode reads the prefill's logits, so it keeps the eager prefill), the expert in continuous mode.
 The first call at a new shape compiles (20-30 s on 2 cores for the shipped Nano's three stages; a prompt in a new
-length bucket, or Think mode's longer context, means new prefill and expert graphs); later calls reuse them. Results match the eager path up to float summation order (~1e-6, tests/test_nano_compiled.py).
+length bucket, or Think mode's longer context, means new prefill and expert graphs); later calls reuse them.
+Results match the eager path up to float summation order (tests/test_nano_compiled.py).
 Needs a C++ compiler (g++, installed by scripts/setup.sh). The weights are frozen into the compiled code: compile a
-model after loading it and never while training it (a changed weight would not be seen).
+model after loading it and never while training it (after a weight changes, the next call raises: `check_fresh`).
 """
 
 from __future__ import annotations

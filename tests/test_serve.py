@@ -301,6 +301,10 @@ def test_cli_serve_refuses_clearly(ckpt, tmp_path):
     r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", str(ckpt), "--schema", "droid"],
                        cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert r.returncode == 2 and "trust_remote_code" in r.stderr
+    # compiled inference compiles OUR model's stages: refused for a checkpoint directory, before anything loads
+    r = subprocess.run([sys.executable, "-m", "molmoact2", "serve", "--policy", str(ckpt), "--schema", "so101",
+                        "--compiled"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--compiled is a Nano option" in r.stderr
 
 
 def test_server_refuses_mismatched_policy(ckpt, servers):

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(depth_bins, depth_update_mask, timings_ms) that they ignore.",
     )
     p.add_argument("--policy", default="nano",
-                   help="model spec: nano | nano:DIR | checkpoint dir | http(s)://host:port")
+                   help="model spec: nano | nano-fast | nano:DIR | checkpoint dir | http(s)://host:port")
     p.add_argument("--schema", choices=["droid", "yam", "so101"], required=True, help="request schema to speak")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=None, help="port (default: 8000 droid, 8202 yam, 8101 so101)")
@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--depth-reasoning", action="store_true", help="MolmoThink depth reasoning (Think checkpoints)")
+    p.add_argument("--compiled", action="store_true",
+                   help="Nano only: vision, prefill and flow expert through torch.compile (needs g++; the first "
+                        "request per prompt length compiles for ~20 s, later ones are faster)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest accepted request body")
     p.set_defaults(handler=run)
 
@@ -45,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
             opts["norm_tag"] = args.norm_tag
         if args.dtype != "auto":
             opts["dtype"] = args.dtype
+        if args.compiled:
+            opts["compiled"] = True
+    if args.compiled and kind != "nano":
+        print("molmoact2 serve: --compiled is a Nano option (torch.compile of our own model's stages); a checkpoint "
+              "runs its own code and an /act server its own model", file=sys.stderr)
+        return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the server has no authentication; anyone who can reach this port "
               f"can drive the policy", file=sys.stderr)

@@ -197,7 +197,7 @@ class ControlConfig:
     action_mode: Literal["continuous", "discrete"] = "continuous"
     constrain_action_tokens: bool = False
     # Nano only: vision, prefill and flow expert through torch.compile (NanoPolicy `compiled`): the same chunks up to
-    # float rounding, faster calls; the first chunk at each prompt-length bucket compiles (~30 s).
+    # float rounding, faster calls; the first chunk at each prompt-length bucket compiles (20–30 s).
     compiled: bool = False
 
 

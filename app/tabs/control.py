@@ -206,7 +206,7 @@ def build(ctx: AppContext) -> None:
         "freely as the real model does (about half of Nano's chunks then fail to decode: the episode stops with "
         "the error) or under the tokenizer's length grammar (every chunk decodes; the status counts the chunks it "
         "had to change). **compiled** (Nano) runs vision, prefill and the flow expert through torch.compile: the "
-        "same chunks, faster calls, after the first chunk compiles (about 30 s); `nano-fast` is Nano with a 2-step "
+        "same chunks, faster calls, after the first chunk compiles (20–30 s); `nano-fast` is Nano with a 2-step "
         "flow expert, the fastest continuous call (README, Benchmarks).\n\n"
         + nano_note(),
         elem_id="ctl-intro",
@@ -219,7 +219,7 @@ def build(ctx: AppContext) -> None:
         flow_steps = gr.Number(value=0, label="Euler steps (0: the model's own)", elem_id="ctl-flow-steps")
         carry = gr.Number(value=0, label="Carry steps (Nano; 0: off)", elem_id="ctl-carry")
         actions = gr.Radio(list(ACTION_CHOICES), value="continuous", label="Actions", elem_id="ctl-actions")
-        compiled = gr.Checkbox(value=False, label="compiled (Nano; the first chunk compiles, ~30 s)",
+        compiled = gr.Checkbox(value=False, label="compiled (Nano; the first chunk compiles, 20–30 s)",
                                elem_id="ctl-compiled")
         check = gr.Button("Check", elem_id="ctl-check")
     health = gr.Markdown("Model not checked yet.", elem_id="ctl-health")

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--depth-reasoning", action="store_true", help="MolmoThink depth reasoning (Think checkpoints)")
     p.add_argument("--compiled", action="store_true",
                    help="Nano only: vision, prefill and flow expert through torch.compile (needs g++; the first "
-                        "request per prompt length compiles for ~20 s, later ones are faster)")
+                        "request per prompt-length bucket compiles for 20-30 s, later ones are faster)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest accepted request body")
     p.set_defaults(handler=run)
 

@@ -507,6 +507,67 @@ def test_nearest_object_separates_choosing_the_object_from_hitting_it():
     assert "| point_objects: the object nearest the point is the named one | 67% (2/3) (chance 33%) |" in table
 
 
+def test_carry_probe_plans_are_drawn_where_the_object_is_held(tmp_path):
+    """probe_carry.py --plans: the expert lifts the object, then a (random) Nano is asked for K plans there, from
+    the real state and with the gripper's state at 0; each plan's first opening tick is recorded, reproducibly."""
+    import importlib.util
+    from pathlib import Path
+
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.models.nano.policy import load_nano
+    from molmoact2.sim import make_env
+    from molmoact2.sim.expert import object_held
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_carry.py"
+    spec = importlib.util.spec_from_file_location("probe_carry", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert probe.first_open(np.array([[0.0, 5.0], [0.0, 31.0], [0.0, 55.0]])) == 1
+    assert probe.first_open(np.array([[0.0, 17.0], [0.0, 0.0]])) == -1
+    env = make_env("pick_place", image_size=96, depth=False, segmentation=False)
+    try:
+        obs, _ = env.reset(10000)
+        expert = env.expert()
+        planner = probe.PlanProbe(load_nano(make_random_checkpoint(tmp_path / "nano_random")), env, 2)
+        planner.predict(obs)
+        assert not planner.rows  # resting on the table: no plans drawn
+        while not object_held(env, env.instance.target, env.instance.start_pos, probe.LIFT_M):
+            for action in expert.act(None):
+                obs, *_ = env.step(action)
+            assert env.steps < 400, "the expert did not lift the object"
+        step = planner.predict(obs)
+    finally:
+        env.close()
+    (row,) = planner.rows
+    assert step.actions.shape[0] > 0 and row["tick"] == env.steps and row["bin_cm"] > 0
+    for key in ("real", "closed_on_nothing"):
+        assert len(row[key]) == 2 and all(-1 <= t < 30 for t in row[key])
+    assert planner.draw(obs, np.asarray(obs.state, np.float32)) == row["real"]  # its own noise, the same each time
+    far = probe.open_rates([row | {"bin_cm": 50.0}], "real")
+    assert far["queries"] == 1 and far["open"] == float(np.mean(np.array(row["real"]) >= 0))
+    assert probe.open_rates([row | {"bin_cm": 1.0}], "real")["queries"] == 0
+
+
+def test_pool_draws_pairs_layouts_over_sets(capsys):
+    """scripts/pool_draws.py on the committed records: 600 layouts over three sets; a model against itself is +0."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "pool_draws.py"
+    spec = importlib.util.spec_from_file_location("pool_draws", path)
+    pool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pool)
+    assert pool.main(["--old", "shipped", "--new", "shipped", "--sets", "90000,110000,120000"]) == 0
+    out = capsys.readouterr().out
+    assert "| all tasks | 600 |" in out and "+0.0 (+0.0 to +0.0)" in out
+    pool.main(["--old", "shipped", "--new", "pp_xo6", "--sets", "120000"])
+    rates = pool.layout_rates(pool.records("pp_xo6", ["120000"], 3))
+    want = 100 * sum(v for (task, _), v in rates.items() if task == "pick_place") / 50
+    assert f"| pick_place | 50 | " in (out := capsys.readouterr().out) and f"{want:.1f}%" in out
+    with pytest.raises(SystemExit, match="missing"):
+        pool.main(["--old", "shipped", "--new", "no_such_model", "--sets", "90000"])
+
+
 def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tmp_path):
     from molmoact2.evaluation.qa_check import head_reading
     from molmoact2.evaluation.report import FIXTURES, pointed_name
@@ -757,6 +818,9 @@ def test_carry_probe_sees_the_expert_release_over_the_bin():
         env.close()
     assert row["outcome"] == "success" and row["was_over_bin"], row
     assert row["released_at_bin_cm"] < 5.0 and row["max_height_cm"] >= 2.0, row
+    # what --plans counts as learned elsewhere: the expert never opens the jaw on a lifted object far from the bin
+    lifted_far = [grip for grip, up_m, _, bin_m in env.rows if up_m >= probe.LIFT_M and bin_m > probe.FAR_M]
+    assert lifted_far and max(lifted_far) < probe.OPEN_UNITS
     # (gripper command, height above start in m, over the bin's inner square, distance to its centre in m) per tick
     table, up_far, up_near = (0.0, 0.0, False, 0.3), (0.0, 0.05, False, 0.3), (0.0, 0.05, True, 0.01)
     opened = (50.0, 0.05, False, 0.3)

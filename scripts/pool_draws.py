@@ -1,0 +1,66 @@
+"""Two models' closed-loop success pooled over several layout sets, paired by layout.
+
+    .venv/bin/python scripts/pool_draws.py --old shipped --new pp_xo6 --sets 90000,110000,120000
+
+`eval compare-draws` pairs the draws of ONE evaluation (one first seed); a model measured on several fresh sets
+is judged on all of them at once here, with the same arithmetic: each layout's success rate over its draws, new
+minus old, the mean over layouts and its 95% interval (1.96 standard errors). Reads
+docs/results/nano_eval_{NAME}_seeds{SET}{,_noise1,_noise2}_continuous.json (the naming of the README's commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+TASKS = ("pick_place", "push_left", "push_right", "touch")
+
+
+def layout_rates(paths: list[Path]) -> dict[tuple[str, int], float]:
+    """(task, seed) -> success rate over the records (draws) that ran it."""
+    runs = defaultdict(list)
+    for path in paths:
+        for r in json.loads(path.read_text())["rollouts"]:
+            runs[(r["task"], int(r["seed"]))].append(bool(r["success"]))
+    return {k: float(np.mean(v)) for k, v in runs.items()}
+
+
+def records(name: str, sets: list[str], draws: int) -> list[Path]:
+    paths = [RESULTS / f"nano_eval_{name}_seeds{s}{'' if d == 0 else f'_noise{d}'}_continuous.json"
+             for s in sets for d in range(draws)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"pool_draws: expected these records, missing: {', '.join(missing)}")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--old", required=True, help="NAME of the old model's records")
+    ap.add_argument("--new", required=True, help="NAME of the new model's records")
+    ap.add_argument("--sets", required=True, help="first seeds of the layout sets, comma-separated")
+    ap.add_argument("--draws", type=int, default=3, help="noise draws per set (noise seeds 0..N-1)")
+    a = ap.parse_args(argv)
+    sets = [s.strip() for s in a.sets.split(",") if s.strip()]
+    old, new = (layout_rates(records(n, sets, a.draws)) for n in (a.old, a.new))
+    if sorted(old) != sorted(new):
+        raise SystemExit("pool_draws: the two models ran different layouts; expected the same seeds and tasks")
+    print(f"{a.old} vs {a.new}, sets from {', '.join(sets)}, {a.draws} draws each\n")
+    print("| task | layouts | old | new | new - old (95% interval), points |\n|---|---|---|---|---|")
+    for task in ("all tasks", *TASKS):
+        keys = [k for k in old if task == "all tasks" or k[0] == task]
+        diff = np.array([new[k] - old[k] for k in keys])
+        mean, se = diff.mean(), diff.std(ddof=1) / np.sqrt(len(diff))
+        print(f"| {task} | {len(keys)} | {100 * np.mean([old[k] for k in keys]):.1f}% | "
+              f"{100 * np.mean([new[k] for k in keys]):.1f}% | {100 * mean:+.1f} ({100 * (mean - 1.96 * se):+.1f} to "
+              f"{100 * (mean + 1.96 * se):+.1f}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

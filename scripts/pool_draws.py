@@ -4,7 +4,7 @@
 
 `eval compare-draws` pairs the draws of ONE evaluation (one first seed); a model measured on several fresh sets
 is judged on all of them at once here, with the same arithmetic: each layout's success rate over its draws, new
-minus old, the mean over layouts and its 95% interval (1.96 standard errors). Reads
+minus old, the mean over layouts and its 95% interval (`compare_draws.paired_row`). Reads
 docs/results/nano_eval_{NAME}_seeds{SET}{,_noise1,_noise2}_continuous.json (the naming of the README's commands).
 """
 
@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 TASKS = ("pick_place", "push_left", "push_right", "touch")
 
 
 def layout_rates(paths: list[Path]) -> dict[tuple[str, int], float]:
-    """(task, seed) -> success rate over the records (draws) that ran it."""
+    """(task, seed) -> success rate over the records (draws) that ran it (continuous mode, own targets)."""
+    from molmoact2.evaluation.report import own_rollouts
+
     runs = defaultdict(list)
     for path in paths:
-        for r in json.loads(path.read_text())["rollouts"]:
-            runs[(r["task"], int(r["seed"]))].append(bool(r["success"]))
+        for r in own_rollouts(json.loads(path.read_text())["rollouts"]):
+            if r["mode"] == "continuous":
+                runs[(r["task"], int(r["seed"]))].append(bool(r["success"]))
     return {k: float(np.mean(v)) for k, v in runs.items()}
 
 
@@ -46,19 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", required=True, help="first seeds of the layout sets, comma-separated")
     ap.add_argument("--draws", type=int, default=3, help="noise draws per set (noise seeds 0..N-1)")
     a = ap.parse_args(argv)
+    from molmoact2.evaluation.compare_draws import paired_row
+
     sets = [s.strip() for s in a.sets.split(",") if s.strip()]
     old, new = (layout_rates(records(n, sets, a.draws)) for n in (a.old, a.new))
     if sorted(old) != sorted(new):
         raise SystemExit("pool_draws: the two models ran different layouts; expected the same seeds and tasks")
     print(f"{a.old} vs {a.new}, sets from {', '.join(sets)}, {a.draws} draws each\n")
-    print("| task | layouts | old | new | new - old (95% interval), points |\n|---|---|---|---|---|")
+    print("| task | layouts | old | new | new - old (95% interval), points | verdict |\n|---|---|---|---|---|---|")
     for task in ("all tasks", *TASKS):
-        keys = [k for k in old if task == "all tasks" or k[0] == task]
-        diff = np.array([new[k] - old[k] for k in keys])
-        mean, se = diff.mean(), diff.std(ddof=1) / np.sqrt(len(diff))
-        print(f"| {task} | {len(keys)} | {100 * np.mean([old[k] for k in keys]):.1f}% | "
-              f"{100 * np.mean([new[k] for k in keys]):.1f}% | {100 * mean:+.1f} ({100 * (mean - 1.96 * se):+.1f} to "
-              f"{100 * (mean + 1.96 * se):+.1f}) |")
+        keys = sorted(k for k in old if task == "all tasks" or k[0] == task)
+        row = paired_row(task, np.array([old[k] for k in keys]), np.array([new[k] for k in keys]))
+        lo, hi = row["ci95"]
+        print(f"| {task} | {row['layouts']} | {100 * row['old']:.1f}% | {100 * row['new']:.1f}% | "
+              f"{100 * row['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {row['verdict']} |")
     return 0
 
 

@@ -18,7 +18,8 @@ Each episode that lifted the object at least 2 cm ends in one of:
 2 cm up), K extra plans are drawn with the probe's own noise (the episode runs on the policy's own plan, so it is
 the eval's episode) from the real observation and from the same one with the gripper joint's state set to 0 (the
 jaw closed on nothing, as after a missed grasp), and each plan's first tick that opens the jaw is recorded. The
-expert never opens a held object farther than the bin's inner square, so every such opening is learned elsewhere.
+expert never opens a held object farther than 10 cm from the bin's centre, so every such opening is learned
+elsewhere.
 Closed-loop runs are reproducible on one machine; another CPU's float rounding makes some episodes diverge, so a
 record from another day may list other layouts as lifted.
 """

@@ -72,7 +72,7 @@ def _solved(record: dict[str, Any]) -> dict[str, dict[tuple[str, int], bool]]:
     return out
 
 
-def _paired_row(name: str, old_rates: np.ndarray, new_rates: np.ndarray) -> dict[str, Any]:
+def paired_row(name: str, old_rates: np.ndarray, new_rates: np.ndarray) -> dict[str, Any]:
     """old_rates, new_rates: per-layout success rates over the draws (same layouts, same order)."""
     d = new_rates - old_rates
     n = len(d)
@@ -109,9 +109,9 @@ def compare_draws(old: list[dict[str, Any]], new: list[dict[str, Any]], setting_
         wins_old = np.array([[s[mode][k] for k in layouts] for s in old_solved], dtype=float)  # draws x layouts
         wins_new = np.array([[s[mode][k] for k in layouts] for s in new_solved], dtype=float)
         task_of = np.array([t for t, _ in layouts])
-        rows = [_paired_row(f"{mode} success: {t}", wins_old[:, task_of == t].mean(axis=0),
+        rows = [paired_row(f"{mode} success: {t}", wins_old[:, task_of == t].mean(axis=0),
                             wins_new[:, task_of == t].mean(axis=0)) for t in sorted(set(task_of))]
-        rows.append(_paired_row(f"{mode} success: all tasks", wins_old.mean(axis=0), wins_new.mean(axis=0)))
+        rows.append(paired_row(f"{mode} success: all tasks", wins_old.mean(axis=0), wins_new.mean(axis=0)))
         out["modes"][mode] = {"layouts": len(layouts), "rows": rows,
                               "old_per_draw": [float(x) for x in wins_old.mean(axis=1)],
                               "new_per_draw": [float(x) for x in wins_new.mean(axis=1)]}

@@ -831,3 +831,40 @@ def test_carry_probe_sees_the_expert_release_over_the_bin():
     assert probe.classify([table, up_far, up_far], False)["outcome"] == "held at the time limit"
     with pytest.raises(SystemExit):
         probe.main(["--seeds", "0"])
+
+
+def test_blend_weights_mixes_only_what_differs(tmp_path):
+    """scripts/blend_weights.py: alpha 0 / 1 give A / B back, 0.5 the midpoint of the tensors that differ, in B's
+    dtype; the other files are B's; a shape mismatch or an out-of-range alpha stops with an error naming it."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "blend_weights.py"
+    spec = importlib.util.spec_from_file_location("blend_weights", path)
+    blend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blend)
+    same = torch.arange(6, dtype=torch.float16).reshape(2, 3)
+    a = {"expert.w": torch.zeros(4, dtype=torch.float16), "lm.w": same}
+    b = {"expert.w": torch.full((4,), 2.0, dtype=torch.float16), "lm.w": same.clone()}
+    for name, tensors in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        save_file(tensors, str(tmp_path / name / "model.safetensors"))
+    (tmp_path / "b" / "config.json").write_text("{}")
+    assert blend.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--alpha", "0.25",
+                       "--out", str(tmp_path / "m")]) == 0
+    mixed = load_file(tmp_path / "m" / "model.safetensors")
+    assert mixed["expert.w"].dtype == torch.float16 and mixed["expert.w"].tolist() == [0.5] * 4
+    assert torch.equal(mixed["lm.w"], same) and (tmp_path / "m" / "config.json").is_file()
+    record = json.loads((tmp_path / "m" / "blend.json").read_text())
+    assert record["alpha"] == 0.25 and record["blended_tensors"] == 1
+    for alpha, want in ((0.0, a), (1.0, b)):
+        out, _ = blend.blend(a, b, alpha)
+        assert all(torch.equal(out[k], want[k]) for k in a)
+    with pytest.raises(ValueError, match="expert.w: A is \\(4,\\)"):
+        blend.blend(a, {"expert.w": torch.zeros(5, dtype=torch.float16), "lm.w": same}, 0.5)
+    with pytest.raises(SystemExit):
+        blend.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--alpha", "1.5",
+                    "--out", str(tmp_path / "n")])

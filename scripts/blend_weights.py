@@ -1,6 +1,6 @@
 """Blend two Nano checkpoints of one architecture: new = (1 - alpha) * A + alpha * B, per tensor, a few seconds.
 
-    .venv/bin/python scripts/blend_weights.py --a /tmp/prev_nano --b assets/nano --alpha 0.5 --out /tmp/blend5
+    .venv/bin/python scripts/blend_weights.py --a /tmp/prev_nano/assets/nano --b assets/nano --alpha 0.5 --out /tmp/blend5
 
 Why: a fine-tune can trade one skill for another (the expert re-fit of 2026-12-06 put objects in the bin 6 -> 23%
 of the time and touched 79 -> 72%). When B was fine-tuned from A, the straight line between their weights often

@@ -1,10 +1,13 @@
 """Two models' closed-loop success pooled over several layout sets, paired by layout.
 
     .venv/bin/python scripts/pool_draws.py --old shipped --new pp_xo6 --sets 90000,110000,120000
+    .venv/bin/python scripts/pool_draws.py --new tt3 --sets 90000,110000,120000,130000,140000   # one model alone
 
 `eval compare-draws` pairs the draws of ONE evaluation (one first seed); a model measured on several fresh sets
 is judged on all of them at once here, with the same arithmetic: each layout's success rate over its draws, new
-minus old, the mean over layouts and its 95% interval (`compare_draws.paired_row`). Reads
+minus old, the mean over layouts and its 95% interval (`compare_draws.paired_row`). Without --old: one model's
+rate per task over every layout, with the 95% interval of that mean over layouts (how far another 800 layouts of
+the same kind could put it). Reads
 docs/results/nano_eval_{NAME}_seeds{SET}{,_noise1,_noise2}_continuous.json (the naming of the README's commands).
 """
 
@@ -44,9 +47,23 @@ def records(name: str, sets: list[str], draws: int) -> list[Path]:
     return paths
 
 
+def one_model(name: str, sets: list[str], draws: int) -> int:
+    """One model's success per task over every layout of the sets: the mean of the layouts' rates over their draws,
+    with a normal 95% interval over layouts (the layouts, not the draws, are the independent samples)."""
+    rates = layout_rates(records(name, sets, draws))
+    print(f"{name}, sets from {', '.join(sets)}, {draws} draws each\n")
+    print("| task | layouts | success (95% interval) |\n|---|---|---|")
+    for task in ("all tasks", *TASKS):
+        r = np.array([v for k, v in sorted(rates.items()) if task == "all tasks" or k[0] == task])
+        half = 1.96 * float(r.std(ddof=1)) / np.sqrt(len(r)) if len(r) > 1 else float("inf")
+        print(f"| {task} | {len(r)} | {100 * r.mean():.1f}% ({100 * (r.mean() - half):.1f} to "
+              f"{100 * (r.mean() + half):.1f}) |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--old", required=True, help="NAME of the old model's records")
+    ap.add_argument("--old", help="NAME of the old model's records (omit: the new model's rates alone)")
     ap.add_argument("--new", required=True, help="NAME of the new model's records")
     ap.add_argument("--sets", required=True, help="first seeds of the layout sets, comma-separated")
     ap.add_argument("--draws", type=int, default=3, help="noise draws per set (noise seeds 0..N-1)")
@@ -54,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from molmoact2.evaluation.compare_draws import paired_row
 
     sets = [s.strip() for s in a.sets.split(",") if s.strip()]
+    if a.old is None:
+        return one_model(a.new, sets, a.draws)
     old, new = (layout_rates(records(n, sets, a.draws)) for n in (a.old, a.new))
     if sorted(old) != sorted(new):
         raise SystemExit("pool_draws: the two models ran different layouts; expected the same seeds and tasks")

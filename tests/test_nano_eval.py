@@ -566,6 +566,8 @@ def test_pool_draws_pairs_layouts_over_sets(capsys):
     assert f"| pick_place | 50 | " in (out := capsys.readouterr().out) and f"{want:.1f}%" in out
     with pytest.raises(SystemExit, match="missing"):
         pool.main(["--old", "shipped", "--new", "no_such_model", "--sets", "90000"])
+    assert pool.main(["--new", "pp_xo6", "--sets", "120000"]) == 0  # one model alone: the same rate, an interval
+    assert f"| pick_place | 50 | {want:.1f}% (" in capsys.readouterr().out
 
 
 def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tmp_path):

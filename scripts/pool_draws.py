@@ -6,7 +6,7 @@
 `eval compare-draws` pairs the draws of ONE evaluation (one first seed); a model measured on several fresh sets
 is judged on all of them at once here, with the same arithmetic: each layout's success rate over its draws, new
 minus old, the mean over layouts and its 95% interval (`compare_draws.paired_row`). Without --old: one model's
-rate per task over every layout, with the 95% interval of that mean over layouts (how far another 800 layouts of
+rate per task over every layout, with the 95% interval of that mean over layouts (how far as many new layouts of
 the same kind could put it). Reads
 docs/results/nano_eval_{NAME}_seeds{SET}{,_noise1,_noise2}_continuous.json (the naming of the README's commands).
 """

@@ -50,12 +50,14 @@ def records(name: str, sets: list[str], draws: int) -> list[Path]:
 def one_model(name: str, sets: list[str], draws: int) -> int:
     """One model's success per task over every layout of the sets: the mean of the layouts' rates over their draws,
     with a normal 95% interval over layouts (the layouts, not the draws, are the independent samples)."""
+    from molmoact2.evaluation.compare_draws import _Z95  # the same normal quantile as the paired intervals
+
     rates = layout_rates(records(name, sets, draws))
     print(f"{name}, sets from {', '.join(sets)}, {draws} draws each\n")
     print("| task | layouts | success (95% interval) |\n|---|---|---|")
     for task in ("all tasks", *TASKS):
         r = np.array([v for k, v in sorted(rates.items()) if task == "all tasks" or k[0] == task])
-        half = 1.96 * float(r.std(ddof=1)) / np.sqrt(len(r)) if len(r) > 1 else float("inf")
+        half = _Z95 * float(r.std(ddof=1)) / np.sqrt(len(r)) if len(r) > 1 else float("inf")
         print(f"| {task} | {len(r)} | {100 * r.mean():.1f}% ({100 * (r.mean() - half):.1f} to "
               f"{100 * (r.mean() + half):.1f}) |")
     return 0

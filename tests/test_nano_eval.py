@@ -870,3 +870,34 @@ def test_blend_weights_mixes_only_what_differs(tmp_path):
     with pytest.raises(SystemExit):
         blend.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--alpha", "1.5",
                     "--out", str(tmp_path / "n")])
+
+
+def test_new_expert_keeps_everything_but_the_expert(tmp_path):
+    """scripts/new_expert.py on a random tiny Nano: the ViT, adapter and LM weights come back byte for byte, the
+    expert has the requested width, the checkpoint loads with it; a width the heads do not
+    divide stops with an error naming both."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from molmoact2.models.nano.factory import make_random_checkpoint
+    from molmoact2.training.nano_trainer import load_weights
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "new_expert.py"
+    spec = importlib.util.spec_from_file_location("new_expert", path)
+    new_expert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(new_expert)
+    src = make_random_checkpoint(tmp_path / "src", "tiny", seed=3)
+    assert new_expert.main(["--from", str(src), "--out", str(tmp_path / "wide"), "--hidden-size", "96",
+                            "--num-heads", "4", "--seed", "5"]) == 0
+    old, new = load_file(src / "model.safetensors"), load_file(tmp_path / "wide" / "model.safetensors")
+    kept = [k for k in old if not k.startswith("action_expert.")]
+    assert kept and all(torch.equal(old[k].float(), new[k]) for k in kept)
+    assert new["action_expert.input_proj.weight"].shape[0] == 96 != old["action_expert.input_proj.weight"].shape[0]
+    model, _ = load_weights(tmp_path / "wide")
+    assert model.config.action_expert_config.hidden_size == 96
+    info = json.loads((tmp_path / "wide" / "new_expert.json").read_text())
+    assert info["expert_parameters"] > info["previous_expert_parameters"] and info["seed"] == 5
+    with pytest.raises(ValueError, match="--hidden-size 90 must be a multiple of --num-heads 4"):
+        new_expert.build(str(src), str(tmp_path / "bad"), hidden_size=90, num_heads=4, mlp_ratio=4.0, seed=0)

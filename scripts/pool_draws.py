@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/pool_draws.py --old shipped --new pp_xo6 --sets 90000,110000,120000
     .venv/bin/python scripts/pool_draws.py --new tt3 --sets 90000,110000,120000,130000,140000   # one model alone
+    .venv/bin/python scripts/pool_draws.py --old tt3 --new rbcpp --sets 170000 --tasks pick_place   # one task
 
 `eval compare-draws` pairs the draws of ONE evaluation (one first seed); a model measured on several fresh sets
 is judged on all of them at once here, with the same arithmetic: each layout's success rate over its draws, new
@@ -47,16 +48,17 @@ def records(name: str, sets: list[str], draws: int) -> list[Path]:
     return paths
 
 
-def one_model(name: str, sets: list[str], draws: int) -> int:
+def one_model(name: str, sets: list[str], draws: int, tasks: tuple[str, ...] = TASKS) -> int:
     """One model's success per task over every layout of the sets: the mean of the layouts' rates over their draws,
     with a normal 95% interval over layouts (the layouts, not the draws, are the independent samples)."""
     from molmoact2.evaluation.compare_draws import _Z95  # the same normal quantile as the paired intervals
 
-    rates = layout_rates(records(name, sets, draws))
+    rates = {k: v for k, v in layout_rates(records(name, sets, draws)).items() if k[0] in tasks}
     print(f"{name}, sets from {', '.join(sets)}, {draws} draws each\n")
     print("| task | layouts | success (95% interval) |\n|---|---|---|")
-    for task in ("all tasks", *TASKS):
-        r = np.array([v for k, v in sorted(rates.items()) if task == "all tasks" or k[0] == task])
+    every = "all tasks" if tasks == TASKS else "these tasks"
+    for task in (every, *tasks):
+        r = np.array([v for k, v in sorted(rates.items()) if task == every or k[0] == task])
         half = _Z95 * float(r.std(ddof=1)) / np.sqrt(len(r)) if len(r) > 1 else float("inf")
         print(f"| {task} | {len(r)} | {100 * r.mean():.1f}% ({100 * (r.mean() - half):.1f} to "
               f"{100 * (r.mean() + half):.1f}) |")
@@ -69,19 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new", required=True, help="NAME of the new model's records")
     ap.add_argument("--sets", required=True, help="first seeds of the layout sets, comma-separated")
     ap.add_argument("--draws", type=int, default=3, help="noise draws per set (noise seeds 0..N-1)")
+    ap.add_argument("--tasks", default=None,
+                    help="only these tasks' layouts, comma-separated (e.g. pick_place, when one model's records "
+                         "ran that task alone); default: every task")
     a = ap.parse_args(argv)
+    tasks = TASKS if a.tasks is None else tuple(t.strip() for t in a.tasks.split(",") if t.strip())
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise SystemExit(f"pool_draws: --tasks expected some of {', '.join(TASKS)}, got {a.tasks!r}")
     from molmoact2.evaluation.compare_draws import paired_row
 
     sets = [s.strip() for s in a.sets.split(",") if s.strip()]
     if a.old is None:
-        return one_model(a.new, sets, a.draws)
-    old, new = (layout_rates(records(n, sets, a.draws)) for n in (a.old, a.new))
+        return one_model(a.new, sets, a.draws, tasks)
+    old, new = ({k: v for k, v in layout_rates(records(n, sets, a.draws)).items() if k[0] in tasks}
+                for n in (a.old, a.new))
     if sorted(old) != sorted(new):
         raise SystemExit("pool_draws: the two models ran different layouts; expected the same seeds and tasks")
     print(f"{a.old} vs {a.new}, sets from {', '.join(sets)}, {a.draws} draws each\n")
     print("| task | layouts | old | new | new - old (95% interval), points | verdict |\n|---|---|---|---|---|---|")
-    for task in ("all tasks", *TASKS):
-        keys = sorted(k for k in old if task == "all tasks" or k[0] == task)
+    every = "all tasks" if tasks == TASKS else "these tasks"
+    for task in (every, *tasks):
+        keys = sorted(k for k in old if task == every or k[0] == task)
         row = paired_row(task, np.array([old[k] for k in keys]), np.array([new[k] for k in keys]))
         lo, hi = row["ci95"]
         print(f"| {task} | {row['layouts']} | {100 * row['old']:.1f}% | {100 * row['new']:.1f}% | "

@@ -568,6 +568,14 @@ def test_pool_draws_pairs_layouts_over_sets(capsys):
         pool.main(["--old", "shipped", "--new", "no_such_model", "--sets", "90000"])
     assert pool.main(["--new", "pp_xo6", "--sets", "120000"]) == 0  # one model alone: the same rate, an interval
     assert f"| pick_place | 50 | {want:.1f}% (" in capsys.readouterr().out
+    # one task's layouts alone: the rows are that task's, and against the records that ran only it
+    assert pool.main(["--old", "tt3", "--new", "rbcpp", "--sets", "170000", "--tasks", "pick_place"]) == 0
+    out = capsys.readouterr().out
+    assert "| these tasks | 50 |" in out and "| pick_place | 50 |" in out and "touch" not in out
+    with pytest.raises(SystemExit, match="different layouts"):
+        pool.main(["--old", "tt3", "--new", "rbcpp", "--sets", "170000"])
+    with pytest.raises(SystemExit, match="--tasks expected some of"):
+        pool.main(["--new", "tt3", "--sets", "170000", "--tasks", "pick"])
 
 
 def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tmp_path):

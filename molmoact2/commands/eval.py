@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "whole plan covering it (ACT's temporal ensembling; 0 = off)")
     n.add_argument("--ensemble-decay", type=float, default=0.01, metavar="M",
                    help="with --temporal-ensemble: plan weight exp(-M x ticks it started after the oldest plan)")
+    n.add_argument("--replan-before-close", action="store_true",
+                   help="continuous and Think: cut each chunk at the plan's first open -> shut edge of the gripper "
+                        "(5 or more ticks out) and ask again there, so the grasp is decided at the object")
     n.add_argument("--constrain-action-tokens", action="store_true",
                    help="decode the discrete mode's OpenFAST ids under their length grammar (closed and open loop): "
                         "every chunk decodes; default unconstrained, as the real model")
@@ -153,6 +156,7 @@ def run_nano(args: argparse.Namespace) -> int:
                      num_steps=args.num_steps, seed=args.noise_seed, carry_steps=args.carry_steps,
                      noise_scale=args.noise_scale, plan_samples=args.plan_samples,
                      temporal_ensemble=args.temporal_ensemble, ensemble_decay=args.ensemble_decay,
+                     replan_before_close=args.replan_before_close,
                      training_layouts=args.training_layouts, constrain_action_tokens=args.constrain_action_tokens,
                      compiled=args.compiled)
     record = evaluate(cfg)

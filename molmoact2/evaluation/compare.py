@@ -63,6 +63,11 @@ def temporal_ensemble(record: dict[str, Any]) -> tuple[int, float]:
     return int(cfg.get("temporal_ensemble") or 0), float(cfg.get("ensemble_decay", 0.01))
 
 
+def replan_before_close(record: dict[str, Any]) -> bool:
+    """Whether chunks were cut at their planned close (`eval nano --replan-before-close`); records from before: no."""
+    return bool(record.get("config", {}).get("replan_before_close"))
+
+
 def constrained(record: dict[str, Any]) -> bool:
     """Whether the discrete mode decoded under the OpenFAST length grammar (`eval nano --constrain-action-tokens`)."""
     return bool(record.get("config", {}).get("constrain_action_tokens"))
@@ -73,6 +78,7 @@ def inference_settings(record: dict[str, Any]) -> dict[str, Any]:
     return {"Euler steps": flow_steps(record), "carry_steps": carry_steps(record), "noise_scale": noise_scale(record),
             "plan_samples": plan_samples(record), "n_action_steps": action_steps(record),
             "temporal_ensemble": temporal_ensemble(record), "constrain_action_tokens": constrained(record),
+            "replan_before_close": replan_before_close(record),
             # compiled stages give the same numbers up to float rounding, but a comparison should say which ran
             "compiled": bool(record.get("config", {}).get("compiled"))}
 
@@ -212,6 +218,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             "plan_samples": (plan_samples(old), plan_samples(new)),
             "n_action_steps": (action_steps(old), action_steps(new)),
             "temporal_ensemble": (temporal_ensemble(old), temporal_ensemble(new)),
+            "replan_before_close": (replan_before_close(old), replan_before_close(new)),
             "constrain_action_tokens": (constrained(old), constrained(new))}
 
 
@@ -263,6 +270,10 @@ def to_markdown(result: dict[str, Any], old_name: str = "old", new_name: str = "
             return f"every {e[0]} ticks, decay {e[1]:g}" if e[0] else "off"
         lines.append(f"\nTemporal ensembling (`--temporal-ensemble`): {said(ensembles[0])} in {old_name}, "
                      f"{said(ensembles[1])} in {new_name}.")
+    replans = result.get("replan_before_close", (False, False))
+    if replans[0] != replans[1]:
+        lines.append(f"\nChunks were cut at their planned close and the policy asked again (`--replan-before-close`): "
+                     f"{'yes' if replans[0] else 'no'} in {old_name}, {'yes' if replans[1] else 'no'} in {new_name}.")
     grammar = result.get("constrain_action_tokens", (False, False))
     if grammar[0] != grammar[1]:
         lines.append(f"\nThe discrete mode decoded {'under the OpenFAST length grammar' if grammar[0] else 'unconstrained'} "

@@ -63,6 +63,9 @@ class EvalConfig:
     # The wrapped policy then returns its whole 30-action plan per query.
     temporal_ensemble: int = 0
     ensemble_decay: float = 0.01  # per tick of a plan's start after the oldest plan's: ACT's m (older weigh more)
+    # Continuous and Think cut each chunk at the plan's first open -> shut edge of the gripper (>= 5 ticks out) and
+    # ask again there, so the grasp is decided from a picture at the object (`ReplanBeforeClosePolicy`).
+    replan_before_close: bool = False
     # Discrete mode decodes its OpenFAST ids under their length grammar (closed loop and open loop), so every chunk
     # decodes; False = unconstrained, as the real model (about half of Nano's chunks then fail to decode).
     constrain_action_tokens: bool = False
@@ -99,6 +102,8 @@ class EvalConfig:
         if not 0 <= self.temporal_ensemble <= 30:
             raise ValueError(f"temporal_ensemble: expected 0 (off) or 1..30 ticks between queries, "
                              f"got {self.temporal_ensemble}")
+        if self.temporal_ensemble and self.replan_before_close:
+            raise ValueError("replan_before_close: not with temporal_ensemble (an ensembled chunk is no one plan)")
         if self.temporal_ensemble and self.n_action_steps not in (None, 30):
             raise ValueError(f"temporal_ensemble: every query's whole 30-action plan is ensembled; "
                              f"n_action_steps must be left unset or 30, got {self.n_action_steps}")
@@ -143,6 +148,11 @@ def _init_worker(cfg: EvalConfig) -> None:
         def flow_policy(**kw: Any) -> Any:
             return TemporalEnsemblePolicy(NanoPolicy(base.model, base.processor, **flow_common, **flow, **kw),
                                           cfg.temporal_ensemble, cfg.ensemble_decay)
+    elif cfg.replan_before_close:
+        from molmoact2.models.replan_close import ReplanBeforeClosePolicy
+
+        def flow_policy(**kw: Any) -> Any:
+            return ReplanBeforeClosePolicy(NanoPolicy(base.model, base.processor, **common, **flow, **kw))
     else:
         def flow_policy(**kw: Any) -> Any:
             return NanoPolicy(base.model, base.processor, **common, **flow, **kw)

@@ -59,12 +59,15 @@ def test_a_near_close_or_no_close_runs_as_planned():
 
 
 def test_the_state_counts_as_the_tick_before_the_plan():
-    # jaw open now, the plan shut from its first action: an edge at 0, run as planned (sooner than min_ticks)
-    assert ReplanBeforeClosePolicy(_GripPlan(close_at=0)).first_close(_obs(GRIP_OPEN).state,
-                                                                    _GripPlan(0).predict(_obs(0)).actions) == 0
-    # jaw already shut and the plan opens then shuts at 20: the edge is the plan's own, at 20
-    plan = _GripPlan(close_at=20).predict(_obs(0)).actions
-    assert ReplanBeforeClosePolicy(_GripPlan(20)).first_close(_obs(0.0).state, plan) == 20
+    policy = ReplanBeforeClosePolicy(_GripPlan(close_at=None))
+    shut_from_start = _GripPlan(close_at=0).predict(_obs(0.0)).actions
+    shut_at_20 = _GripPlan(close_at=20).predict(_obs(0.0)).actions
+    # jaw open now, the plan shut from its first action: the edge is between the state and action 0
+    assert policy.first_close(_obs(GRIP_OPEN).state, shut_from_start) == 0
+    # jaw shut now, the plan opens it and shuts it at 20: the edge is the plan's own
+    assert policy.first_close(_obs(0.0).state, shut_at_20) == 20
+    # jaw shut now and the plan keeps it shut: no edge
+    assert policy.first_close(_obs(0.0).state, shut_from_start) is None
 
 
 def test_bad_settings_and_actions_without_a_gripper_are_refused():

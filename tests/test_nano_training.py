@@ -1086,3 +1086,93 @@ def test_a_takeover_that_never_qualifies_runs_out_of_seeds_and_names_the_flag(tm
         main(["train", "data", "--out", str(tmp_path / "none"), "--takeover-lifted-cm", "2"])
     with pytest.raises(ValueError, match=r"--max-attempts-factor: expected at least 1"):
         main(["train", "data", "--out", str(tmp_path / "none"), "--max-attempts-factor", "0"])
+
+
+def test_offsets_are_object_minus_jaw_before_each_tick():
+    from molmoact2.training.nano_data import object_offsets_m
+
+    jaw = [np.array([0.0, 0.0, 0.1]), np.array([0.01, 0.0, 0.1]), np.array([0.02, 0.0, 0.1])]
+    after = [np.array([0.1, 0.0, 0.0]), np.array([0.1, 0.0, 0.0]), np.array([0.2, 0.0, 0.0])]  # moved in tick 2
+    got = object_offsets_m(jaw, after)
+    # frame 2's observation came before the tick that moved the object: it still sees it at 0.1
+    assert np.allclose(got, [[0.1, 0, -0.1], [0.09, 0, -0.1], [0.08, 0, -0.1]])
+    with pytest.raises(ValueError, match="same length"):
+        object_offsets_m(jaw, after[:2])
+
+
+def test_the_cache_records_the_object_from_the_jaw_and_the_offset_loss_trains_the_expert(data, tiny, data_dir,
+                                                                                         tmp_path):
+    from molmoact2.models.nano.offset import ExpertStream, offset_loss
+    from molmoact2.models.nano.train_step import build_example, collate, compute_losses
+    from molmoact2.sim.env import make_env
+
+    ep = data.episodes[0]
+    offset = ep["target_offset_m"]
+    assert offset.shape == (len(ep["action"]), 3) and offset.dtype == np.float32
+    # object = offset + jaw (the jaw from the recorded joint state): the object rests until the touch, so that sum
+    # stays put over the first frames, while the jaw closes in on it
+    env = make_env("touch", seed=0, image_size=64)
+    try:
+        env.reset(0)
+        jaw = env.kinematics(0).path_world(ep["state"][:, :6])
+    finally:
+        env.close()
+    early = offset[:8] + jaw[:8]
+    assert np.abs(early - early[0]).max() < 2e-3
+    assert np.linalg.norm(offset[-1]) < 0.5 * np.linalg.norm(offset[0])
+
+    model, proc = tiny
+    assert "offset" not in data.frame_inputs("action", 0, 0)  # off unless asked
+    data.use_offset()
+    try:
+        kw = data.frame_inputs("action", 0, 3)
+    finally:
+        data.offset_stats = None
+    mean, sd = np.concatenate([offset]).mean(0), offset.std(0)  # the fixture has one episode
+    assert np.allclose(kw["offset"][0] * (sd + 1e-6) + mean, offset[3], atol=1e-5)
+    assert np.allclose(kw["offset"][-1] * (sd + 1e-6) + mean, offset[min(3 + 29, len(offset) - 1)], atol=1e-5)
+    plain = {k: v for k, v in kw.items() if k != "offset"}
+    # two samples, only the second with a target: the loss must take the right row of the flow loss's batch
+    batch = collate([build_example(model, proc, **plain), build_example(model, proc, **kw)], proc)
+    assert batch["offset"]["rows"].tolist() == [1]
+    model.zero_grad()
+    losses = compute_losses(model, batch, num_noise_samples=2, offset_weight=1.0)
+    assert torch.isfinite(losses["offset_loss"]) and losses["offset_loss"] > 0
+    losses["offset_loss"].backward()
+    # a random expert's adaLN-Zero gates are 0, so the gradient enters through them (and the input projection)
+    assert model.action_expert.blocks[-1].adaLN_modulation[1].weight.grad.abs().sum() > 0
+    assert model.action_expert.input_proj.weight.grad.abs().sum() > 0
+    assert "offset_loss" not in compute_losses(model, batch)  # off unless asked
+    # it measures the designated channels of the right sample: set them to the target and it is zero
+    stream = torch.randn(4, model.config.max_action_horizon, 16)  # 2 draws x 2 samples
+    target = torch.as_tensor(batch["offset"]["target"])
+    stream.view(2, 2, *stream.shape[1:])[:, 1, :, :3] = target[0]
+    assert float(offset_loss(stream, 2, torch.tensor([1]), target, batch["offset"]["mask"])) == pytest.approx(0, abs=1e-9)
+    assert float(offset_loss(stream, 2, torch.tensor([0]), target, batch["offset"]["mask"])) > 0.1
+    with pytest.raises(ValueError, match="continuous actions"):
+        build_example(model, proc, **{**plain, "style": "depth", "depth_bins": ep["depth_buffer"][3],
+                                      "offset": kw["offset"]})
+    with ExpertStream(model.action_expert) as grabbed:
+        compute_losses(model, batch)
+    assert grabbed.stream.shape[:2] == (2, model.config.max_action_horizon)
+
+    # the CLI, with --expert-only: logged per step, recorded; refused without an action share or on an old cache
+    start = tmp_path / "start"
+    assert _train(["--data", str(data_dir), "--out", str(start), "--steps", "1"]) == 0
+    out = tmp_path / "off"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "2", "--init-from", str(start),
+                   "--mix", "action=1,depth=0,depth_action=0,qa=0", "--expert-only", "--offset-weight", "0.5"]) == 0
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["offset_loss"] > 0 for r in rows)
+    assert json.loads((out / "training_args.json").read_text())["config"]["offset_weight"] == 0.5
+    with pytest.raises(ValueError, match="expected >= 0"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "ob"), "--steps", "1", "--offset-weight", "-1"])
+    with pytest.raises(ValueError, match="action=0 and depth_action=0"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "oc"), "--steps", "1", "--offset-weight", "1",
+                "--mix", "action=0,depth=1,depth_action=0,qa=0"])
+    saved = ep.pop("target_offset_m")
+    try:
+        with pytest.raises(ValueError, match="rebuild it with `molmoact2 train data`"):
+            data.use_offset()
+    finally:
+        ep["target_offset_m"] = saved

@@ -139,6 +139,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "demo caches with the per-frame target masks)")
     n.add_argument("--expert-ground-block", type=int, default=3, help="action-expert block of that head (0-based)")
     n.add_argument("--expert-ground-head", type=int, default=1, help="which head of that block (0-based)")
+    n.add_argument("--offset-weight", type=float, default=0.0, metavar="W",
+                   help="expert offset loss weight (0 = off): three channels of the action expert's last block, at "
+                        "each step of the chunk, are told the object-minus-jaw vector there (needs demo caches "
+                        "with target_offset_m; trains only the expert, so it works with --expert-only)")
     n.set_defaults(handler=run_nano)
 
     v = sub.add_parser("vision", help="teach the image tokens what is where (a readout head on the scenes' "
@@ -295,7 +299,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,
                       reach_weight=args.reach_weight, reach_layer=args.reach_layer,
                       expert_ground_weight=args.expert_ground_weight, expert_ground_block=args.expert_ground_block,
-                      expert_ground_head=args.expert_ground_head)
+                      expert_ground_head=args.expert_ground_head, offset_weight=args.offset_weight)
     data = args.data[0] if len(args.data) == 1 else args.data  # one cache keeps training_args' "data" a string
     summary = train(data, args.out, cfg, resume=args.resume,
                     argv=getattr(args, "command_line", ["molmoact2", *sys.argv[1:]]))

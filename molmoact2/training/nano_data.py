@@ -11,6 +11,8 @@ For every successful scripted-expert episode (single-arm SO-101 tasks) the cache
   * `target_px48`: the front camera's pixels of the object the instruction names, counted per cell of a
     48x48 grid [frames, 48, 48] uint8 (0 everywhere when it is hidden): the target of the action grounding
     loss (`train nano --ground-actions`); 48 divides every token grid Nano uses (6, 8, 12, 16, 24);
+  * `target_offset_m`: the named object's centre minus the jaw's midpoint, world frame, metres [frames, 3]: the
+    target of the expert's offset loss (`train nano --offset-weight`, models/nano/offset.py);
   * `think_mask`, `depth_buffer`: MolmoThink (molmoact2.md §5) along the frames a policy is queried
     at (every `think_stride` frames): the mask of cells that changed since the previous query and the
     carried-forward buffer (changed cells take the new code, others keep the previous buffer's) --
@@ -261,6 +263,7 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
     if tuple(cfg.cameras) != NANO_CAMERAS:
         raise ValueError(f"cameras: Nano's norm tag expects {NANO_CAMERAS} in that order, got {cfg.cameras}")
     full_front, depth, seg, stored = [], [], [], {c: [] for c in cfg.cameras}
+    jaw_m, object_after_m = [], []
 
     def grab(i, obs, action, info):
         front = obs.cameras["front"]
@@ -271,6 +274,9 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
         seg.append(front.segmentation.astype(np.int16))
         for c in cfg.cameras:
             stored[c].append(_resize(obs.cameras[c].rgb, cfg.store_size))
+        jaw_m.append(env.kinematics(0).path_world(np.asarray(obs.state, np.float32)[None, :6])[0])
+        # on_step runs after the tick; the object before it is where the previous tick left it
+        object_after_m.append(env.object_pos(env.instance.target))
 
     takeover = None
     if roll_in is not None:
@@ -289,7 +295,8 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
     rec.arrays = {c: np.stack(stored[c]) for c in cfg.cameras}
     rec.arrays |= {"state": np.stack(res.states).astype(np.float32), "action": np.stack(res.actions).astype(np.float32),
                    "depth_codes": codes, "think_mask": mask, "depth_buffer": buffer,
-                   "target_px48": np.stack([grid_pixel_counts(s == label) for s in seg])}
+                   "target_px48": np.stack([grid_pixel_counts(s == label) for s in seg]),
+                   "target_offset_m": object_offsets_m(jaw_m, object_after_m)}
     rng = np.random.default_rng([seed, 11])
     n = len(full_front)
     frames = sorted({int(f) for f in np.linspace(0, n - 1, cfg.qa_frames_per_episode).round()})
@@ -298,6 +305,18 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
             rec.qa.append(item | {"frame": f})
         rec.qa_seg[f] = seg[f]
     return rec
+
+
+def object_offsets_m(jaw_m: list[np.ndarray], object_after_m: list[np.ndarray]) -> np.ndarray:
+    """Per frame, the named object's centre minus the jaw [frames, 3] float32, both as they were BEFORE the
+    frame's tick (the observation's moment). `object_after_m[i]` is read after tick i, so frame i's object is
+    entry i - 1; frame 0's is entry 0: objects rest at the start, and the first tick's move is within a millimetre."""
+    jaw, after = np.asarray(jaw_m, np.float64), np.asarray(object_after_m, np.float64)
+    if jaw.shape != after.shape or jaw.ndim != 2 or jaw.shape[1] != 3:
+        raise ValueError(f"object_offsets_m: expected two [frames, 3] lists of the same length, got "
+                         f"{list(jaw.shape)} and {list(after.shape)}")
+    before = np.concatenate([after[:1], after[:-1]]) if len(after) else after
+    return (before - jaw).astype(np.float32)
 
 
 def encode_depth(codec, depth_frames: list[np.ndarray], batch: int = 32) -> np.ndarray:

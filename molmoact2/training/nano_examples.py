@@ -87,6 +87,7 @@ class NanoTrainData:
         self.ground_first = 0  # > 0: only frames before this one are grounded, and half the action examples come from them
         self.reach = False  # True: action examples carry the instruction's object's centre (use_reach())
         self.reach_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self.offset_stats: tuple[np.ndarray, np.ndarray] | None = None  # set: action chunks carry offsets (use_offset())
         self.state_noise = 0.0  # > 0: robot examples' states get Gaussian noise of this fraction of each joint's range
         self.front_dropout = 0.0  # > 0: action examples' front image is blanked with this probability
         self.shift_frac = 0.0  # > 0: question pictures move by up to this share of the side, points with them
@@ -252,6 +253,23 @@ class NanoTrainData:
         self.reach_stats = standardizer(m for ep in self.episodes for m in ep["target_px48"])
         self.reach = True
 
+    def use_offset(self) -> None:
+        """Give action examples the expert's offset target (models/nano/offset.py), standardized over every demo
+        frame loaded."""
+        from molmoact2.models.nano.offset import standardizer
+
+        missing = [i for i, ep in enumerate(self.episodes) if "target_offset_m" not in ep]
+        if missing:
+            raise ValueError(f"--offset-weight: episode {missing[0]} has no object-minus-jaw offsets (target_offset_m): "
+                             f"its cache was built before they were recorded; rebuild it with `molmoact2 train data`")
+        self.offset_stats = standardizer(ep["target_offset_m"] for ep in self.episodes)
+
+    def offset_chunk(self, episode: int, frame: int) -> np.ndarray:
+        """Standardized object-minus-jaw [30, 3] from `frame` on, aligned with `chunk` (past the end the last repeats)."""
+        o = self.episodes[episode]["target_offset_m"]
+        idx = np.minimum(np.arange(frame, frame + self.horizon), len(o) - 1)
+        return (o[idx] - self.offset_stats[0]) / self.offset_stats[1]
+
     def noisy_state(self, state: Any, rng: np.random.Generator) -> np.ndarray:
         """`state` plus N(0, (state_noise * range)^2) per joint, range = the state stats' q99 - q01 (else max - min)."""
         stats = self.norm_stats["metadata_by_tag"][self.tag]["state_stats"]
@@ -280,6 +298,8 @@ class NanoTrainData:
             kw["actions"] = self.chunk(e, f)
             if self.fast_ids and self.fast_ids[e][f] is not None:
                 kw["action_ids"] = self.fast_ids[e][f]
+            if self.offset_stats is not None:
+                kw["offset"] = self.offset_chunk(e, f)
             if self.ground_actions and "target_px48" not in ep:
                 raise ValueError(f"--ground-actions: episode {e} has no per-frame target masks (target_px48): "
                                  f"its cache was built before they were recorded; rebuild it with "

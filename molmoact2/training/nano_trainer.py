@@ -112,6 +112,10 @@ class TrainConfig:
     expert_ground_weight: float = 0.0
     expert_ground_block: int = 3
     expert_ground_head: int = 1
+    # Expert offset loss (models/nano/offset.py): weight (0 = off) of the MSE that tells each step of the expert's
+    # plan the object-minus-jaw vector there (demo caches' `target_offset_m`). Why: probe_grasp.py found the grasp
+    # closes on schedule but 3-4 cm off the object. Trains only the expert, so it runs with expert_only.
+    offset_weight: float = 0.0
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -280,7 +284,7 @@ def style_losses(styles: list[str], losses: dict[str, Any]) -> dict[str, float]:
 
 _SHORT = {"action_ce": "act", "action_flow": "actF", "depth_ce": "dep", "depth_action_ce": "d+a",
           "depth_action_flow": "d+aF", "qa_ce": "qa", "ground_loss": "gnd", "reach_loss": "reach",
-          "expert_ground_loss": "xgnd"}
+          "expert_ground_loss": "xgnd", "offset_loss": "off"}
 
 
 def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike, cfg: TrainConfig, *,
@@ -367,6 +371,13 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
         raise ValueError(f"reach_weight (--reach-weight): expected >= 0 (0 = off), got {cfg.reach_weight}")
     if cfg.reach_weight > 0:
         data.use_reach()
+    if cfg.offset_weight < 0:
+        raise ValueError(f"offset_weight (--offset-weight): expected >= 0 (0 = off), got {cfg.offset_weight}")
+    if cfg.offset_weight > 0:
+        if cfg.mix.action + cfg.mix.depth_action <= 0:
+            raise ValueError("offset_weight (--offset-weight) trains on continuous action chunks, and --mix has "
+                             "action=0 and depth_action=0: give one of them a share")
+        data.use_offset()
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")
@@ -444,9 +455,10 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
                                 ground_layer=cfg.ground_layer, ground_head=cfg.ground_head,
                                 reach_weight=cfg.reach_weight, reach_layer=cfg.reach_layer,
                                 expert_ground_weight=cfg.expert_ground_weight,
-                                expert_ground_block=cfg.expert_ground_block, expert_ground_head=cfg.expert_ground_head)
+                                expert_ground_block=cfg.expert_ground_block, expert_ground_head=cfg.expert_ground_head,
+                                offset_weight=cfg.offset_weight)
             per_style = style_losses(styles, losses)
-            for extra in ("ground_loss", "reach_loss", "expert_ground_loss"):
+            for extra in ("ground_loss", "reach_loss", "expert_ground_loss", "offset_loss"):
                 if extra in losses:
                     per_style[extra] = losses[extra]
             record = {"step": step + 1, "lr": lr, "loss": losses["loss"], "lm_loss": losses["lm_loss"],

@@ -27,6 +27,7 @@ from molmoact2.models.nano.grounding import (ExpertCrossQueries, HeadInputs, cel
                                              coordinate_token_indices, expert_grounding_loss, expert_head_attention,
                                              grounding_loss, head_attention)
 from molmoact2.models.nano.normalization import normalize_actions, stats_dim
+from molmoact2.models.nano.offset import ExpertStream, collate_offset, offset_loss
 from molmoact2.models.nano.reach import collate_reach, reach_loss
 
 STYLES = ("action", "depth", "depth_action", "qa")
@@ -36,12 +37,13 @@ _PROMPT_STYLE = {"action": "robot_action", "depth": "robot_depth", "depth_action
 def build_example(model, processor, *, style: str, images: list[Any], norm_tag: str | None = None,
                   task: str | None = None, state: Any = None, actions: Any = None, depth_bins: Any = None,
                   action_ids: Any = None, question: str | None = None, answer: str | None = None,
-                  ground_mask: Any = None, reach_xy: Any = None) -> dict[str, Any]:
+                  ground_mask: Any = None, reach_xy: Any = None, offset: Any = None) -> dict[str, Any]:
     """Token ids, labels, images and (normalized, padded) action targets for one sample. `ground_mask` (the named
     object's pixels in the first image: a [H, W] mask, or counts per cell of a finer grid) adds the grounding target
     (grounding.py): for 'qa' at the pointing answer's coordinate tokens, for 'action' / 'depth_action' at the state
     tokens and the prompt's last token. `reach_xy` (robot styles only) adds the reach target (reach.py) for the
-    prompt's last position: the object's centre in the image, standardized."""
+    prompt's last position: the object's centre in the image, standardized. `offset` [H, 3] (with a continuous
+    `actions` chunk of H steps) adds the expert's offset target (offset.py): object minus jaw at each step, standardized."""
     if style not in STYLES:
         raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
     cfg = model.config
@@ -108,6 +110,16 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
         padded[: a.shape[0], :dim] = normalize_actions(a, meta["action_stats"], stats.get("norm_mode", "min_max"))
         mask[: a.shape[0], :dim] = 1.0
         ex["actions"], ex["action_mask"] = torch.from_numpy(padded), torch.from_numpy(mask)
+        if offset is not None:
+            o = np.asarray(offset, dtype=np.float32)
+            if o.shape != (a.shape[0], 3):
+                raise ValueError(f"offset: expected [{a.shape[0]}, 3] (one object-minus-jaw row per chunk step), "
+                                 f"got {list(o.shape)}")
+            target = np.zeros((cfg.max_action_horizon, 3), dtype=np.float32)
+            target[: len(o)] = o
+            ex["offset"] = {"target": target, "mask": (np.arange(cfg.max_action_horizon) < len(o)).astype(np.float32)}
+    elif offset is not None:
+        raise ValueError("offset= needs a continuous actions= chunk (style 'action' or 'depth_action')")
     return ex
 
 
@@ -183,6 +195,9 @@ def collate(examples: list[dict[str, Any]], processor) -> dict[str, torch.Tensor
     reach = collate_reach(examples)
     if reach is not None:
         out["reach"] = reach
+    offset = collate_offset(examples)
+    if offset is not None:
+        out["offset"] = offset
     return out
 
 
@@ -191,13 +206,14 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
                    row_losses: bool = False, ground_weight: float = 0.0, ground_layer: int = 3,
                    ground_head: int = 0, reach_weight: float = 0.0, reach_layer: int = -1,
                    expert_ground_weight: float = 0.0, expert_ground_block: int = 3,
-                   expert_ground_head: int = 1) -> dict[str, torch.Tensor]:
+                   expert_ground_head: int = 1, offset_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """`ground_weight > 0` adds the grounding loss (grounding.py) of head `ground_head` in layer `ground_layer`
     on the batch's pointing answers (`ground_loss`); `reach_weight > 0` the reach loss (reach.py) of layer
     `reach_layer`'s value at the prompt's last position (`reach_loss`); `expert_ground_weight > 0` the same grounding
     cross-entropy for head `expert_ground_head` of the action expert's block `expert_ground_block`, in the batch's
-    action examples that carry the instruction's object (`expert_ground_loss`). `row_losses=True` adds detached
-    per-sample figures for progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count`
+    action examples that carry the instruction's object (`expert_ground_loss`); `offset_weight > 0` the expert's
+    offset loss (offset.py) on the action examples that carry object-minus-jaw targets (`offset_loss`).
+    `row_losses=True` adds detached per-sample figures for progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count`
     [B] (token cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples
     without a continuous target)."""
     cfg = model.config
@@ -242,11 +258,20 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
             if first:
                 order = sorted(first)
                 picked = (torch.tensor([int(sub[r]) for r in order]), torch.tensor([first[r] for r in order]))
+        off = batch.get("offset") if offset_weight > 0 else None
+        if off is not None:
+            off = {k: v[rows[off["rows"]]] for k, v in off.items()}  # only samples the flow loss runs on
+            off["samples"] = (torch.cumsum(rows.long(), 0) - 1)[off["rows"]]
         with ExpertCrossQueries(model.action_expert, expert_ground_block, expert_ground_head) if picked is not None \
-                else contextlib.nullcontext() as captured:
+                else contextlib.nullcontext() as captured, \
+                ExpertStream(model.action_expert) if off is not None else contextlib.nullcontext() as stream:
             flow = flow_matching_loss(model.action_expert, batch["actions"][rows], batch["action_mask"][rows],
                                       contexts, ctx_mask, generator=generator, num_noise_samples=num_noise_samples,
                                       return_rows=row_losses)
+        if off is not None and len(off["samples"]):
+            losses["offset_loss"] = offset_loss(stream.stream, int(rows.sum()), off["samples"], off["target"],
+                                                off["mask"])
+            total = total + offset_weight * losses["offset_loss"]
         if picked is not None:
             samples, which = picked
             probs = expert_head_attention(captured, contexts[expert_ground_block][0], ctx_mask, samples)

@@ -310,7 +310,8 @@ def record_episode(env, seed: int, cfg: DataConfig, codec, target: str | None = 
 def object_offsets_m(jaw_m: list[np.ndarray], object_after_m: list[np.ndarray]) -> np.ndarray:
     """Per frame, the named object's centre minus the jaw [frames, 3] float32, both as they were BEFORE the
     frame's tick (the observation's moment). `object_after_m[i]` is read after tick i, so frame i's object is
-    entry i - 1; frame 0's is entry 0: objects rest at the start, and the first tick's move is within a millimetre."""
+    entry i - 1; frame 0's is entry 0, one tick late (objects rest when a demo starts; at a takeover's hand-over one
+    tick moves a shoved object by millimetres at most)."""
     jaw, after = np.asarray(jaw_m, np.float64), np.asarray(object_after_m, np.float64)
     if jaw.shape != after.shape or jaw.ndim != 2 or jaw.shape[1] != 3:
         raise ValueError(f"object_offsets_m: expected two [frames, 3] lists of the same length, got "

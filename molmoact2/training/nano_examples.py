@@ -260,12 +260,14 @@ class NanoTrainData:
 
         missing = [i for i, ep in enumerate(self.episodes) if "target_offset_m" not in ep]
         if missing:
-            raise ValueError(f"--offset-weight: episode {missing[0]} has no object-minus-jaw offsets (target_offset_m): "
-                             f"its cache was built before they were recorded; rebuild it with `molmoact2 train data`")
+            raise ValueError(f"--offset-weight: episode {missing[0]} has no object-minus-jaw offsets "
+                             f"(target_offset_m): its cache was built before they were recorded; rebuild it with "
+                             f"`molmoact2 train data`")
         self.offset_stats = standardizer(ep["target_offset_m"] for ep in self.episodes)
 
     def offset_chunk(self, episode: int, frame: int) -> np.ndarray:
-        """Standardized object-minus-jaw [30, 3] from `frame` on, aligned with `chunk` (past the end the last repeats)."""
+        """Standardized object-minus-jaw [30, 3] from `frame` on, aligned with `chunk` (past the end the last
+        repeats)."""
         o = self.episodes[episode]["target_offset_m"]
         idx = np.minimum(np.arange(frame, frame + self.horizon), len(o) - 1)
         return (o[idx] - self.offset_stats[0]) / self.offset_stats[1]

@@ -43,7 +43,8 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
     (grounding.py): for 'qa' at the pointing answer's coordinate tokens, for 'action' / 'depth_action' at the state
     tokens and the prompt's last token. `reach_xy` (robot styles only) adds the reach target (reach.py) for the
     prompt's last position: the object's centre in the image, standardized. `offset` [H, 3] (with a continuous
-    `actions` chunk of H steps) adds the expert's offset target (offset.py): object minus jaw at each step, standardized."""
+    `actions` chunk of H steps) adds the expert's offset target (offset.py): object minus jaw at each step,
+    standardized."""
     if style not in STYLES:
         raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
     cfg = model.config
@@ -213,9 +214,9 @@ def compute_losses(model, batch: dict[str, torch.Tensor], *, generator: torch.Ge
     cross-entropy for head `expert_ground_head` of the action expert's block `expert_ground_block`, in the batch's
     action examples that carry the instruction's object (`expert_ground_loss`); `offset_weight > 0` the expert's
     offset loss (offset.py) on the action examples that carry object-minus-jaw targets (`offset_loss`).
-    `row_losses=True` adds detached per-sample figures for progress displays (the training loss itself is unchanged): `lm_row_sum`/`lm_row_count`
-    [B] (token cross-entropy summed / counted per sample) and `flow_row` [B] (per-sample flow MSE, NaN for samples
-    without a continuous target)."""
+    `row_losses=True` adds detached per-sample figures for progress displays (the training loss itself is
+    unchanged): `lm_row_sum`/`lm_row_count` [B] (token cross-entropy summed / counted per sample) and `flow_row` [B]
+    (per-sample flow MSE, NaN for samples without a continuous target)."""
     cfg = model.config
     ids = batch["input_ids"]
     if depth_noise_p > 0 and bool(batch["depth_input"].any()):

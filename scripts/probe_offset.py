@@ -34,35 +34,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TIMES = (0.0, 0.8)
 
 
+def _expert_reader(model, batch):
+    """One language-model pass over a collated batch; returns `read(x_t, t) -> [B, 3]`, the expert's designated
+    channels at chunk step 0 (standardized units) for noisy chunks x_t at flow time t."""
+    import torch
+
+    from molmoact2.models.nano.offset import OFFSET_CHANNELS, ExpertStream
+
+    expert = model.action_expert
+    cache = model.new_cache()
+    model.forward(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"), cache=cache)
+    projected = expert.project_contexts([cache.context(layer) for layer in range(len(expert.blocks))])
+    ctx_mask = batch["attention_mask"].bool() & ~batch["hide_from_expert"]
+
+    def read(x_t, t: float) -> np.ndarray:
+        with ExpertStream(expert) as grabbed:
+            expert(x_t, torch.full((len(x_t),), t), projected, ctx_mask)
+        return grabbed.stream[:, 0, :OFFSET_CHANNELS].float().numpy()
+
+    return read
+
+
 def read_offsets_cm(policy, data, picks: list[tuple[int, int]], mean: np.ndarray, sd: np.ndarray,
                     batch_size: int = 16) -> dict[float, np.ndarray]:
     """Per flow time: the expert's decoded object-minus-jaw [len(picks), 3] (cm) at chunk step 0."""
     import torch
 
-    from molmoact2.models.nano.offset import OFFSET_CHANNELS, ExpertStream
     from molmoact2.models.nano.train_step import build_example, collate
 
     model, proc = policy.model, policy.processor
-    expert = model.action_expert
     gen = torch.Generator().manual_seed(0)
     out = {t: [] for t in TIMES}
     with torch.inference_mode():
         for k in range(0, len(picks), batch_size):
             batch = collate([build_example(model, proc, **data.frame_inputs("action", e, f))
                              for e, f in picks[k:k + batch_size]], proc)
-            cache = model.new_cache()
-            model.forward(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"), cache=cache)
-            contexts = [cache.context(layer) for layer in range(len(expert.blocks))]
-            ctx_mask = batch["attention_mask"].bool() & ~batch["hide_from_expert"]
-            projected = expert.project_contexts(contexts)
+            read = _expert_reader(model, batch)
             actions = batch["actions"]
             noise = torch.randn(actions.shape, generator=gen)
             for t in TIMES:
-                x_t = (1 - t) * noise + t * actions
-                with ExpertStream(expert) as grabbed:
-                    expert(x_t, torch.full((len(actions),), t), projected, ctx_mask)
-                z = grabbed.stream[:, 0, :OFFSET_CHANNELS].float().numpy()
-                out[t].append((z * sd + mean) * 100)
+                out[t].append((read((1 - t) * noise + t * actions, t) * sd + mean) * 100)
     return {t: np.concatenate(v) for t, v in out.items()}
 
 
@@ -89,7 +100,6 @@ class _Believer:
         import torch
 
         from molmoact2.models.hf import order_cameras
-        from molmoact2.models.nano.offset import OFFSET_CHANNELS, ExpertStream
         from molmoact2.models.nano.train_step import build_example, collate
 
         p, env = self.policy, self.env
@@ -98,16 +108,9 @@ class _Believer:
                            task=obs.instruction, state=np.asarray(obs.state), norm_tag=p.norm_tag,
                            actions=np.zeros((30, 6), np.float32))
         batch = collate([ex], p.processor)
-        expert = p.model.action_expert
         with torch.inference_mode():
-            cache = p.model.new_cache()
-            p.model.forward(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"), cache=cache)
-            contexts = [cache.context(layer) for layer in range(len(expert.blocks))]
-            ctx_mask = batch["attention_mask"].bool() & ~batch["hide_from_expert"]
             noise = torch.randn(batch["actions"].shape, generator=torch.Generator().manual_seed(len(self.rows)))
-            with ExpertStream(expert) as grabbed:
-                expert(noise, torch.zeros(1), expert.project_contexts(contexts), ctx_mask)
-        z = grabbed.stream[0, 0, :OFFSET_CHANNELS].float().numpy()
+            z = _expert_reader(p.model, batch)(noise, 0.0)[0]
         state = np.asarray(obs.state, np.float32)
         # home is shut, so the first close is the first shut jaw after it had opened
         self.opened |= bool(state[5] > self.half_open)

@@ -1032,6 +1032,19 @@ def test_takeover_near_hands_over_where_the_jaw_reaches_the_object():
         TakeoverConfig(policy="nano", near_m=4.0)  # centimetres passed as metres
 
 
+def _expert_finishes(env, max_ticks: int) -> list[float]:
+    """A scripted expert made now runs the episode to success (asserted); returns its gripper commands."""
+    inst, expert, grips = env.instance, env.expert(), []
+    while not env.task.success(env, inst) and len(grips) < max_ticks:
+        chunk = expert.act(None)
+        assert len(chunk), "the expert finished without a success"
+        for action in chunk:
+            env.step(action, observe=False)
+            grips.append(float(action[5]))
+    assert env.task.success(env, inst), len(grips)
+    return grips
+
+
 def test_takeover_lifted_hands_over_with_the_object_in_the_jaw_and_the_expert_carries_it():
     """--takeover-lifted-cm: the roll-in stops at the first chunk boundary where the named object is held that high;
     a pick expert made then starts from the lift (no re-approach, the jaw never opens before the bin) and succeeds.
@@ -1049,15 +1062,7 @@ def test_takeover_lifted_hands_over_with_the_object_in_the_jaw_and_the_expert_ca
         inst = env.instance
         assert info["ended"] is None and info["held"], info
         assert object_held(env, inst.target, inst.start_pos, 0.02)
-        expert, grips, ticks = env.expert(), [], 0
-        while not env.task.success(env, inst) and ticks < 400:
-            chunk = expert.act(None)
-            assert len(chunk), "the expert finished without a success"
-            for action in chunk:
-                env.step(action, observe=False)
-                grips.append(float(action[5]))
-                ticks += 1
-        assert env.task.success(env, inst), ticks
+        grips = _expert_finishes(env, max_ticks=400)
         # closed until the release over the bin: the first open command comes after the object is there
         first_open = next(i for i, g in enumerate(grips) if g > GRIP_OPEN / 2)
         assert first_open > 20, first_open  # a re-approach would open at once
@@ -1065,8 +1070,55 @@ def test_takeover_lifted_hands_over_with_the_object_in_the_jaw_and_the_expert_ca
         env.close()
     with pytest.raises(ValueError, match=r"expected a height in metres in \[0, 0.5\)"):
         TakeoverConfig(policy="nano", lifted_m=2.0)  # centimetres passed as metres
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="not several"):
         TakeoverConfig(policy="nano", near_m=0.04, lifted_m=0.02)
+
+
+def test_takeover_missed_hands_over_only_after_a_grasp_that_closed_on_nothing():
+    """--takeover-missed: a roll-in policy that shuts the jaw where it stands (a grasp that missed) is handed over
+    after its first chunk and the expert made then re-opens, grasps and succeeds; a roll-in that grasps the object
+    (the scripted expert) is never handed over ("no_miss"), so no restart is recorded from a held object."""
+    from molmoact2.models.base import Step
+    from molmoact2.runner import ExpertPolicy
+    from molmoact2.sim import make_env
+    from molmoact2.sim.expert import GRIP_OPEN, object_held
+    from molmoact2.training.takeover import MISSED_GRIP_UNITS, PolicyRollIn, TakeoverConfig, grasp_missed
+
+    class ShutInPlace:  # holds the arm still and closes the jaw: the miss, without a trained policy
+        name = "shut"
+
+        def reset(self) -> None:
+            pass
+
+        def predict(self, obs):
+            chunk = np.repeat(np.asarray(obs.state, np.float32)[None, :6], 30, axis=0)
+            chunk[:, 5] = 0.0
+            return Step(actions=chunk, n_executed=30)
+
+    env = make_env("pick_place", image_size=RENDER, depth=False, segmentation=False)
+    try:
+        roll_in = PolicyRollIn(TakeoverConfig(policy="nano", min_chunks=1, max_chunks=6, missed=True))
+        roll_in.policy = ShutInPlace()
+        info = roll_in(env, 10000)
+        assert info["ended"] is None and info["policy_chunks"] == 1 and not info["held"], info
+        assert grasp_missed(env) and env.state()[5] <= MISSED_GRIP_UNITS
+        grips = _expert_finishes(env, max_ticks=450)
+        assert max(grips[:30]) > GRIP_OPEN / 2  # the re-grasp opens the jaw first
+
+        roll_in.policy = ExpertPolicy(env)  # grasps on its first try; 4 chunks end with the object in the jaw
+        roll_in.cfg = TakeoverConfig(policy="nano", min_chunks=1, max_chunks=4, missed=True)
+        info = roll_in(env, 10000)
+        assert info["ended"] == "no_miss" and object_held(env, env.instance.target, env.instance.start_pos), info
+        assert not grasp_missed(env) and env.state()[5] > 2 * MISSED_GRIP_UNITS  # a held object keeps the jaw apart
+        assert roll_in.counts == {"taken_over": 1, "no_miss": 1}
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="one of them, not several"):
+        TakeoverConfig(policy="nano", near_m=0.04, missed=True)
+    from molmoact2.cli import main
+
+    with pytest.raises(ValueError, match="--takeover-missed: set a roll-in policy with --takeover-policy"):
+        main(["train", "data", "--out", "/nonexistent/never", "--takeover-missed"])
 
 
 def test_a_takeover_that_never_qualifies_runs_out_of_seeds_and_names_the_flag(tmp_path):

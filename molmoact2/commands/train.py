@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hand over at the first chunk boundary (from MIN chunks on) where the policy holds the named "
                         "object at least CM above where it rested, else after MAX chunks; the pick expert then "
                         "starts from the lift (0 = off; pair it with a short --takeover-chunk-ticks)")
+    d.add_argument("--takeover-missed", action="store_true",
+                   help="hand over at the first chunk boundary (from MIN chunks on) where the jaw has closed on "
+                        "nothing (a missed grasp): the expert re-opens and grasps again; roll-ins that never miss "
+                        "are not recorded (pick_place; raise --max-attempts-factor)")
     d.add_argument("--max-attempts-factor", type=int, default=3, metavar="N",
                    help="give up on a task after episodes x N seeds without enough successful demos (raise it for "
                         "takeovers that rarely qualify, e.g. --takeover-lifted-cm: about 1 layout in 11)")
@@ -196,6 +200,7 @@ def run_data(args: argparse.Namespace) -> int:
     if not args.takeover_policy:
         alone = [f for f, v in (("--takeover-near-cm", args.takeover_near_cm),
                                 ("--takeover-lifted-cm", args.takeover_lifted_cm),
+                                ("--takeover-missed", args.takeover_missed),
                                 ("--takeover-chunk-ticks", args.takeover_chunk_ticks)) if v]
         if alone:  # hand-over settings without a roll-in policy would be ignored: say so instead
             raise ValueError(f"{', '.join(alone)}: set a roll-in policy with --takeover-policy (e.g. 'nano') too")
@@ -209,7 +214,8 @@ def run_data(args: argparse.Namespace) -> int:
         lo, hi = TakeoverConfig.parse_chunks(args.takeover_chunks)
         takeover = TakeoverConfig(policy=args.takeover_policy, min_chunks=lo, max_chunks=hi,
                                   depth_reasoning=args.takeover_think, near_m=args.takeover_near_cm / 100,
-                                  lifted_m=args.takeover_lifted_cm / 100, n_action_steps=args.takeover_chunk_ticks)
+                                  lifted_m=args.takeover_lifted_cm / 100, missed=args.takeover_missed,
+                                  n_action_steps=args.takeover_chunk_ticks)
     wrong_way = None
     if args.wrong_way_ticks:
         wrong_way = parse_range(args.wrong_way_ticks, "--wrong-way-ticks", "ticks of the opposite word's expert")

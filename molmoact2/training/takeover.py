@@ -4,6 +4,7 @@
     roll_in = PolicyRollIn(cfg)
     info = roll_in(env, seed=3, target=None)   # {"policy_chunks": 4, "policy_ticks": 60, "ended": None, ...}
     TakeoverConfig(policy="nano", min_chunks=2, max_chunks=10, near_m=0.04)  # hand over near the object instead
+    TakeoverConfig(policy="nano", min_chunks=1, max_chunks=10, missed=True)  # only after a grasp that missed
     # the env is now where the policy left it: record the expert from here (nano_data.record_episode)
 
 Why: expert demos only visit the expert's own states. A policy's small errors take it elsewhere (the README's
@@ -57,6 +58,14 @@ class TakeoverConfig:
     # (it starts from the lift, not the approach) the demos from there. Chunks of 30 ticks are coarse for a
     # half-second lift: pair it with a short `n_action_steps` (--takeover-chunk-ticks).
     lifted_m: float = 0.0
+    # True: hand over at the first chunk boundary (from min_chunks on) where the jaw has closed on nothing (the
+    # gripper at most MISSED_GRIP_UNITS, the named object not touching it); a roll-in that never misses is not
+    # handed over (ended "no_miss"), so held-object states never get a restart. Why: the shipped Nano's first
+    # close misses in nearly every pick_place layout; it lifts the empty jaw, re-opens and tries again, and
+    # misses again (scripts/probe_regrasp.py). Its demos never show the states after a miss; the expert made
+    # there re-opens and grasps precisely from them: a re-grasp demo. The DAgger rounds before 2026-12-06
+    # restarted from held objects too, and taught letting go mid-carry.
+    missed: bool = False
     threads: int = 1  # torch threads for the policy: data builds are usually run several at once
     # Ticks the policy executes per chunk (None: its own norm stats' n_action_steps). Why settable: a chunk is
     # the unit of the hand-over, and the shipped Nano's went from 15 to 30 ticks on 2026-12-05; the DAgger rounds
@@ -72,9 +81,9 @@ class TakeoverConfig:
             raise ValueError(f"takeover near: expected a distance in metres in [0, 1), got {self.near_m}")
         if not 0.0 <= self.lifted_m < 0.5:
             raise ValueError(f"takeover lifted: expected a height in metres in [0, 0.5), got {self.lifted_m}")
-        if self.near_m > 0 and self.lifted_m > 0:
-            raise ValueError("takeover: hand over either near the object (near_m) or with it lifted (lifted_m), "
-                             "not both")
+        if sum((self.near_m > 0, self.lifted_m > 0, self.missed)) > 1:
+            raise ValueError("takeover: hand over near the object (near_m), with it lifted (lifted_m) or after a "
+                             "missed grasp (missed): one of them, not several")
 
     @staticmethod
     def parse_chunks(text: str) -> tuple[int, int]:
@@ -107,12 +116,12 @@ class PolicyRollIn:
 
         from molmoact2.sim.expert import object_held
 
-        near, lifted = self.cfg.near_m > 0, self.cfg.lifted_m > 0
-        want = self.cfg.max_chunks if near or lifted else self.cfg.chunks_for(seed)
+        near, lifted, missed = self.cfg.near_m > 0, self.cfg.lifted_m > 0, self.cfg.missed
+        want = self.cfg.max_chunks if near or lifted or missed else self.cfg.chunks_for(seed)
         if target is not None:
             env.reset(seed, options={"target": target})
             self.policy.reset()
-        chunks, ended = 0, None
+        chunks, ended, did_miss = 0, None, False
         steps = run_episode(self.policy, env, guard_for_env(env, on_limit="clip"), seed=seed,
                             reset=target is None, observe_every_tick=False)
         for step in steps:
@@ -125,7 +134,12 @@ class PolicyRollIn:
             if lifted and chunks >= self.cfg.min_chunks and object_held(env, env.instance.target,
                                                                         env.instance.start_pos, self.cfg.lifted_m):
                 break
+            if missed and chunks >= self.cfg.min_chunks and grasp_missed(env):
+                did_miss = True
+                break
         steps.close()
+        if missed and ended is None and not did_miss:
+            ended = "no_miss"  # held it, or never closed: not a re-grasp state, so no demo from here
         self.counts[ended or "taken_over"] += 1
         nearest = nearest_object(env)
         self.last = {"policy": self.cfg.policy, "policy_chunks": chunks, "policy_ticks": int(env.steps),
@@ -186,6 +200,17 @@ class WrongWayRollIn:
                      "ended": None, "jaw_to_target_m": round(jaw_to_target_m(env), 4), "nearest_object": nearest,
                      "near_target": nearest == name}
         return self.last
+
+
+# The gripper joint in robot units: 0 closed, 25 at home, 55 open; a jaw closed on an object (26 mm across or more
+# where it grips) stops at 15-18 (the expert's grasps; tests/test_nano_training.py checks one).
+MISSED_GRIP_UNITS = 5.0
+
+
+def grasp_missed(env: Any) -> bool:
+    """The jaw is closed on nothing: the gripper nearly shut and the named object not touching it."""
+    gripper_units = float(env.state()[5])
+    return gripper_units <= MISSED_GRIP_UNITS and not env.gripper_touches(env.instance.target)
 
 
 def layout_signature(env: Any) -> list[tuple[str, tuple[float, ...]]]:

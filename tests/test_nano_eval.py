@@ -716,6 +716,44 @@ def test_grasp_probe_sees_the_expert_grasp_without_shoving(capsys):
     assert rows["touched the object at some tick"][0] in ("0/1", "1/1")  # the policy's episode was watched too
 
 
+def test_regrasp_probe_tells_a_miss_and_a_retry_from_a_grasp(capsys):
+    """scripts/probe_regrasp.py's watch in a real pick_place world: the scripted expert's episode has no miss;
+    the jaw shut in place at home is a miss, and opening it afterwards is a retry. Its table prints for the shipped
+    Nano on one layout."""
+    import importlib.util
+    from pathlib import Path
+
+    from molmoact2.runner import ExpertPolicy, guard_for_env, run_episode
+    from molmoact2.sim import make_env
+    from molmoact2.sim.expert import GRIP_OPEN
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("probe_regrasp", root / "scripts" / "probe_regrasp.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    env = make_env("pick_place", image_size=96, depth=False, segmentation=False)
+    try:
+        watch = probe._MissWatch(env, open_above=GRIP_OPEN / 2)
+        summary: dict = {}
+        for _ in run_episode(ExpertPolicy(env), watch, guard_for_env(env, on_limit="clip"), seed=10000,
+                             summary=summary, observe_every_tick=False):
+            pass
+        assert summary["success"] and watch.miss_tick is None and watch.reopen_tick is None
+        watch.reset(10000)
+        home = np.asarray(env.state(), np.float32)
+        for grip_units in [0.0] * 30 + [GRIP_OPEN] * 30:  # shut where it stands, then open again
+            watch.step(np.concatenate([home[:5], [grip_units]]), observe=False)
+        assert watch.miss_tick is not None and watch.miss_tick <= 30 < watch.reopen_tick
+        assert watch.lift_after_reopen_m < 0.01  # nothing was lifted
+    finally:
+        env.close()
+    probe.main(["--checkpoint", str(root / "assets" / "nano"), "--seeds", "1", "--first-seed", "10000"])
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows[""] == "nano"
+    assert rows["episodes with a miss"] in ("0/1", "1/1") and rows["success, all layouts"] in ("0/1", "1/1")
+
+
 def _camera_probe():
     import importlib.util
     from pathlib import Path

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 
-def build(src: str, out: str, *, hidden_size: int, num_heads: int, mlp_ratio: float, seed: int) -> dict:
+def build(src: str, out: str, *, hidden_size: int, num_heads: int, mlp_ratio: float, seed: int,
+          relative_dims: tuple[int, ...] = ()) -> dict:
     import torch
 
     from molmoact2.models.nano.configuration_nano import NanoConfig
@@ -34,7 +35,7 @@ def build(src: str, out: str, *, hidden_size: int, num_heads: int, mlp_ratio: fl
     model, processor = load_weights(src)
     cfg = model.config.to_dict()
     cfg["action_expert_config"] = dict(cfg["action_expert_config"], hidden_size=hidden_size, num_heads=num_heads,
-                                       mlp_ratio=mlp_ratio)
+                                       mlp_ratio=mlp_ratio, relative_dims=list(relative_dims))
     config = NanoConfig(**{k: v for k, v in cfg.items() if k not in ("architectures", "transformers_version")})
     torch.manual_seed(seed)
     fresh = NanoForConditionalGeneration(config).to(torch.float32).eval()
@@ -49,7 +50,7 @@ def build(src: str, out: str, *, hidden_size: int, num_heads: int, mlp_ratio: fl
     weights = _init_weights_dir(src) / "model.safetensors"
     info = {"source": str(src), "source_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
             "seed": seed, "action_expert": {"hidden_size": hidden_size, "num_heads": num_heads,
-                                            "mlp_ratio": mlp_ratio},
+                                            "mlp_ratio": mlp_ratio, "relative_dims": list(relative_dims)},
             "expert_parameters": sum(p.numel() for n, p in fresh.named_parameters() if n.startswith("action_expert.")),
             "previous_expert_parameters": sum(p.numel() for n, p in model.named_parameters()
                                               if n.startswith("action_expert."))}
@@ -65,8 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-heads", type=int, default=4, help="attention heads per block (shipped: 4)")
     p.add_argument("--mlp-ratio", type=float, default=4.0, help="MLP width over hidden size (shipped: 4.0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the expert's random initialisation")
+    p.add_argument("--relative-dims", default="", metavar="0,1,2,3,4",
+                   help="action dims the new expert plans as a change from the state (default: none, absolute)")
     a = p.parse_args(argv)
-    info = build(a.src, a.out, hidden_size=a.hidden_size, num_heads=a.num_heads, mlp_ratio=a.mlp_ratio, seed=a.seed)
+    try:
+        rel = tuple(int(d) for d in a.relative_dims.split(",") if d.strip())
+    except ValueError:
+        p.error(f"--relative-dims: expected comma-separated dim indices like 0,1,2,3,4, got {a.relative_dims!r}")
+    info = build(a.src, a.out, hidden_size=a.hidden_size, num_heads=a.num_heads, mlp_ratio=a.mlp_ratio, seed=a.seed,
+                 relative_dims=rel)
     print(f"{a.out}: action expert {info['action_expert']}, {info['expert_parameters']:,} parameters "
           f"(was {info['previous_expert_parameters']:,}); every other weight from {a.src}")
     return 0

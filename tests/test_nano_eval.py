@@ -947,3 +947,11 @@ def test_new_expert_keeps_everything_but_the_expert(tmp_path):
     assert info["expert_parameters"] > info["previous_expert_parameters"] and info["seed"] == 5
     with pytest.raises(ValueError, match="--hidden-size 90 must be a multiple of --num-heads 4"):
         new_expert.build(str(src), str(tmp_path / "bad"), hidden_size=90, num_heads=4, mlp_ratio=4.0, seed=0)
+    # a relative expert (relative_actions.py): the dims land in the config the checkpoint loads with
+    assert new_expert.main(["--from", str(src), "--out", str(tmp_path / "rel"), "--hidden-size", "64",
+                            "--relative-dims", "0,1,2,3,4"]) == 0
+    assert load_weights(tmp_path / "rel")[0].config.action_expert_config.relative_dims == [0, 1, 2, 3, 4]
+    assert model.config.action_expert_config.relative_dims == []
+    with pytest.raises(SystemExit):
+        new_expert.main(["--from", str(src), "--out", str(tmp_path / "x"), "--hidden-size", "64",
+                         "--relative-dims", "arm"])

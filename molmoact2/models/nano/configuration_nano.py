@@ -98,7 +98,8 @@ class NanoActionExpertConfig(PretrainedConfig):
     def __init__(self, hidden_size: int = 64, num_heads: int = 4, num_layers: int = 2, mlp_ratio: float = 2.0,
                  timestep_embed_dim: int = 256, qk_norm: bool = True, rope: bool = True,
                  context_layer_norm: bool = True, causal_attn: bool = False, max_action_dim: int = 32,
-                 max_action_horizon: int = 30, rope_theta: float = 10000.0, **kwargs: Any) -> None:
+                 max_action_horizon: int = 30, rope_theta: float = 10000.0,
+                 relative_dims: tuple[int, ...] | list[int] = (), **kwargs: Any) -> None:
         if causal_attn:
             raise ValueError("action_expert_config: causal_attn must be False (the expert attends bidirectionally "
                              "over the chunk, molmoact2.md §6)")
@@ -114,6 +115,13 @@ class NanoActionExpertConfig(PretrainedConfig):
         self.max_action_dim = max_action_dim
         self.max_action_horizon = max_action_horizon
         self.rope_theta = rope_theta
+        # A workbench extension (relative_actions.py): action dims the expert predicts as a change from the
+        # current state, in normalized units. Empty (the default, and the real model): every dim absolute.
+        dims = [int(d) for d in relative_dims]
+        if len(set(dims)) != len(dims) or any(not 0 <= d < max_action_dim for d in dims):
+            raise ValueError(f"action_expert_config: relative_dims must be distinct dims in 0..{max_action_dim - 1}, "
+                             f"got {list(relative_dims)}")
+        self.relative_dims = sorted(dims)
         super().__init__(**kwargs)
 
 

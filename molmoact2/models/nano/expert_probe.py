@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
+from molmoact2.models.nano.relative_actions import from_expert_space, relative_dims, state_shift
 
 
 def _meta(model: Any, norm_tag: str) -> dict[str, Any]:
@@ -79,11 +80,12 @@ def with_layer_context(context_kv: Sequence[tuple[np.ndarray, np.ndarray]], laye
 
 def denoise_from_context(model: Any, context_kv: Sequence[tuple[Any, Any]], context_mask: Any, noise: Any, *,
                          norm_tag: str, num_steps: int | None = None, n_action_steps: int | None = None,
-                         normalized: bool = False) -> np.ndarray:
+                         normalized: bool = False, state: Any = None) -> np.ndarray:
     """Euler-integrate the expert from `noise` [1, H, 32] on the given per-layer context.
     Returns every state [steps + 1, n_action_steps, action_dim]: robot units (default) or the
     model's normalized space (`normalized=True`). Same rules as predict_action (horizon, padded-dim
-    mask, executed steps, un-normalization)."""
+    mask, executed steps, un-normalization). An expert with `relative_dims` needs the raw `state` the
+    context was made from (its plan is a change from it)."""
     import torch
 
     from molmoact2.models.nano.action_expert import euler_integrate
@@ -102,6 +104,9 @@ def denoise_from_context(model: Any, context_kv: Sequence[tuple[Any, Any]], cont
     n_exec = int(n_action_steps or meta.get("n_action_steps") or horizon)
     if not 1 <= n_exec <= horizon:
         raise ValueError(f"denoise_from_context: n_action_steps must be in 1..{horizon}, got {n_exec}")
+    if relative_dims(cfg) and state is None:
+        raise ValueError(f"denoise_from_context: this expert plans relative to the state on dims {relative_dims(cfg)}; "
+                         f"pass state= (the raw state the context was made from)")
     steps = int(num_steps or cfg.flow_matching_num_steps)
     dev, dt = model.device, model.dtype
     contexts = [(torch.as_tensor(np.asarray(k)).to(dev, dt), torch.as_tensor(np.asarray(v)).to(dev, dt))
@@ -114,7 +119,8 @@ def denoise_from_context(model: Any, context_kv: Sequence[tuple[Any, Any]], cont
         dim_mask = dim_mask.to(dt)
     with torch.no_grad():
         states = euler_integrate(model.action_expert, noise.to(dev, dt), contexts, mask, steps, dim_mask)
-    normed = torch.stack(states).float().cpu().numpy()[:, 0, :n_exec, :action_dim]  # [S+1, n_exec, D]
+    shift = None if state is None else state_shift(cfg, state, meta["action_stats"], meta["_norm_mode"])
+    normed = from_expert_space(torch.stack(states).float().cpu().numpy(), shift)[:, 0, :n_exec, :action_dim]
     if normalized:
         return normed
     return unnormalize_actions(normed, meta["action_stats"], meta["_norm_mode"])

@@ -41,6 +41,7 @@ from molmoact2.models.flow_noise import check_noise_scale, check_plan_samples, m
 from molmoact2.models.nano.action_expert import euler_integrate, euler_integrate_reference
 from molmoact2.models.nano.compiled import compiled_stages
 from molmoact2.models.nano.normalization import stats_dim, unnormalize_actions
+from molmoact2.models.nano.relative_actions import from_expert_space, state_shift, to_expert_space
 from molmoact2.models.nano.processing_nano import to_uint8_rgb
 
 MODES = ("continuous", "discrete")
@@ -233,6 +234,8 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
         raise ValueError(f"plan_samples: only the continuous (flow-matching) mode draws plans, not {mode!r}")
     if constrain_action_tokens and mode != "discrete":
         raise ValueError(f"constrain_action_tokens: only the discrete (OpenFAST) mode decodes action ids, not {mode!r}")
+    # A relative expert (relative_actions.py) plans change from this state; everything outside it is absolute.
+    shift = state_shift(cfg, raw_state, meta["action_stats"], norm_mode)
     prefix = None
     if action_prefix_normalized is not None:
         if mode != "continuous":
@@ -243,7 +246,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
             raise ValueError(f"action_prefix_normalized: expected finite [k, {action_dim}] with 1 <= k < {horizon} "
                              f"(the horizon), got shape {list(arr.shape)}")
         prefix = torch.zeros((1, arr.shape[0], cfg.max_action_dim), dtype=torch.float32)
-        prefix[0, :, :action_dim] = torch.from_numpy(arr)
+        prefix[0, :, :action_dim] = torch.from_numpy(to_expert_space(arr, shift))
 
     # 1. prompt
     bins = T.discretize_state(raw_state, meta["state_stats"], norm_mode)
@@ -321,7 +324,7 @@ def predict_action(model, *, processor=None, images=None, task=None, state=None,
             states = integrate(model.action_expert, x0.to(model.dtype), contexts, ctx_mask, steps,
                                None if dim_mask is None else dim_mask.to(model.dtype),
                                None if prefix is None else prefix.to(model.device, model.dtype))
-            denoise = torch.stack(states).float().cpu().numpy()  # [S+1, K, H, 32]
+            denoise = from_expert_space(torch.stack(states).float().cpu().numpy(), shift)  # [S+1, K, H, 32]
             if plan_samples > 1:
                 samples = denoise[-1][:, :, :action_dim].copy()
                 choice = medoid_index(samples[:, :n_exec])  # judged on what will be executed

@@ -29,6 +29,7 @@ from molmoact2.models.nano.grounding import (ExpertCrossQueries, HeadInputs, cel
 from molmoact2.models.nano.normalization import normalize_actions, stats_dim
 from molmoact2.models.nano.offset import ExpertStream, collate_offset, offset_loss
 from molmoact2.models.nano.reach import collate_reach, reach_loss
+from molmoact2.models.nano.relative_actions import state_shift, to_expert_space
 
 STYLES = ("action", "depth", "depth_action", "qa")
 _PROMPT_STYLE = {"action": "robot_action", "depth": "robot_depth", "depth_action": "robot_depth_action"}
@@ -108,7 +109,9 @@ def build_example(model, processor, *, style: str, images: list[Any], norm_tag: 
             raise ValueError(f"actions: expected [H <= {cfg.max_action_horizon}, {dim}] raw robot units, got {list(a.shape)}")
         padded = np.zeros((cfg.max_action_horizon, cfg.max_action_dim), dtype=np.float32)
         mask = np.zeros_like(padded)
-        padded[: a.shape[0], :dim] = normalize_actions(a, meta["action_stats"], stats.get("norm_mode", "min_max"))
+        norm_mode = stats.get("norm_mode", "min_max")
+        shift = state_shift(cfg, state, meta["action_stats"], norm_mode)  # None unless the expert is relative
+        padded[: a.shape[0], :dim] = to_expert_space(normalize_actions(a, meta["action_stats"], norm_mode), shift)
         mask[: a.shape[0], :dim] = 1.0
         ex["actions"], ex["action_mask"] = torch.from_numpy(padded), torch.from_numpy(mask)
         if offset is not None:

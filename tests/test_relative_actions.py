@@ -86,6 +86,12 @@ def test_bad_relative_dims_and_a_probe_without_the_state_stop_with_errors(mp):
             NanoActionExpertConfig(relative_dims=bad)
     assert NanoActionExpertConfig(relative_dims=[4, 1]).relative_dims == [1, 4]
     model, proc = mp
+    from molmoact2.models.nano.relative_actions import state_shift
+
+    stats = model.norm_stats["metadata_by_tag"][TAG]["action_stats"]
+    for dims, state in (([0, 6], STATE), ([0], STATE[:5])):
+        with relative(model, dims), pytest.raises(ValueError, match="both must list the same joints"):
+            state_shift(model.config, state, stats, model.norm_stats["norm_mode"])
     layers = model.config.text_config.num_hidden_layers
     kv = [(np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 4), np.float32))] * layers
     with relative(model, ARM), pytest.raises(ValueError, match=r"pass state="):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from molmoact2 import tokens as T
+from molmoact2.models.nano.normalization import stats_dim
 
 
 def relative_dims(config: Any) -> list[int]:
@@ -34,14 +35,11 @@ def state_shift(config: Any, raw_state: Any, action_stats: Mapping[str, Any], no
     if not dims:
         return None
     state = np.asarray(raw_state, dtype=np.float32).reshape(-1)
-    names = action_stats.get("names")
-    if state.shape[0] < max(dims) + 1:
-        raise ValueError(f"relative_dims {dims}: the state has {state.shape[0]} dims; each relative action dim needs "
-                         f"the state dim at the same index")
-    action_dim = len(names) if names is not None else state.shape[0]
-    if state.shape[0] != action_dim:
-        raise ValueError(f"relative_dims: the state has {state.shape[0]} dims and the actions {action_dim}; a "
-                         f"relative action is action minus state, so both must list the same joints")
+    action_dim = stats_dim(action_stats, "action")
+    if state.shape[0] != action_dim or max(dims) >= action_dim:
+        raise ValueError(f"relative_dims {dims}: the state has {state.shape[0]} dims and the actions {action_dim}; a "
+                         f"relative action is action minus state, so both must list the same joints, each "
+                         f"relative dim among them")
     normed = T.normalize_state(state, action_stats, norm_mode)
     shift = np.zeros(int(config.max_action_dim), dtype=np.float32)
     shift[dims] = normed[dims]

@@ -8,6 +8,12 @@ keeps most of both (weight-space ensembling, "WiSE-FT"); alpha picks the point o
 checkpoint directory: B's files (config, tokenizer, norm stats) with the blended weights, saved in B's dtypes,
 and a `blend.json` naming both inputs (their sha256) and alpha, so the evaluation records trace it back.
 
+`--soup A B C ...` instead averages any number of checkpoints uniformly (a "model soup": several fine-tunes of
+one parent, each level with it on a different task, may average to one that keeps more of each); the output takes
+the first directory's other files, and `blend.json` lists every input with its sha256.
+
+    .venv/bin/python scripts/blend_weights.py --soup /tmp/tt3 /tmp/cpk /tmp/mis --out /tmp/soup3   # Nano since 2026-12-07
+
 Only tensors that differ are blended; every name, shape and dtype must match, else it stops and names the first
 mismatch (blending unrelated checkpoints is meaningless).
 """
@@ -48,33 +54,85 @@ def blend(a: dict, b: dict, alpha: float) -> tuple[dict, list[str]]:
     return out, changed
 
 
+def soup(members: list[dict]) -> tuple[dict, list[str]]:
+    """The uniform mean of several checkpoints' tensors (float32 sum, cast back to the first one's dtype); a tensor
+    equal in all of them is kept as it is."""
+    if len(members) < 2:
+        raise ValueError(f"a soup needs at least two checkpoints, got {len(members)}")
+    first = members[0]
+    for i, other in enumerate(members[1:], start=2):
+        if set(other) != set(first):
+            only = sorted(set(first) ^ set(other))
+            raise ValueError(f"checkpoint {i} holds different tensors from the first, e.g. {only[0]!r}: "
+                             "expected one architecture")
+        for name, t in other.items():
+            if t.shape != first[name].shape or t.dtype != first[name].dtype:
+                raise ValueError(f"{name}: checkpoint 1 is {tuple(first[name].shape)} {first[name].dtype}, "
+                                 f"checkpoint {i} is {tuple(t.shape)} {t.dtype}; expected the same shape and dtype")
+    out, changed = {}, []
+    for name, t0 in first.items():
+        if all(bool((m[name] == t0).all()) for m in members[1:]):
+            out[name] = t0
+            continue
+        total = sum(m[name].float() for m in members)
+        out[name] = (total / len(members)).to(t0.dtype)
+        changed.append(name)
+    return out, changed
+
+
+def write(out: Path, files_from: Path, tensors: dict, record: dict) -> None:
+    """`files_from`'s checkpoint directory (config, tokenizer, norm stats; not its weights or resume state) with
+    `tensors` as its weights and `record` as `blend.json`."""
+    from safetensors.torch import save_file
+
+    shutil.copytree(files_from, out, ignore=shutil.ignore_patterns(WEIGHTS, "train_state"))
+    save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
+    (out / "blend.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--a", required=True, type=Path, help="checkpoint directory at alpha = 0")
-    ap.add_argument("--b", required=True, type=Path, help="checkpoint directory at alpha = 1 (its other files are kept)")
-    ap.add_argument("--alpha", required=True, type=float, help="weight of B, in [0, 1]")
+    ap.add_argument("--a", type=Path, help="checkpoint directory at alpha = 0")
+    ap.add_argument("--b", type=Path, help="checkpoint directory at alpha = 1 (its other files are kept)")
+    ap.add_argument("--alpha", type=float, help="weight of B, in [0, 1]")
+    ap.add_argument("--soup", nargs="+", type=Path, metavar="DIR",
+                    help="instead of --a/--b/--alpha: average these checkpoints uniformly (the first's files are kept)")
     ap.add_argument("--out", required=True, type=Path, help="new checkpoint directory (must not exist)")
     args = ap.parse_args(argv)
-    if not 0.0 <= args.alpha <= 1.0:
-        ap.error(f"--alpha: expected a weight in [0, 1], got {args.alpha}")
-    for flag, d in (("--a", args.a), ("--b", args.b)):
+    pair = (args.a, args.b, args.alpha)
+    if args.soup is not None:
+        if any(x is not None for x in pair):
+            ap.error("--soup replaces --a/--b/--alpha; expected one or the other")
+        if len(args.soup) < 2:
+            ap.error(f"--soup: expected at least two checkpoint directories, got {len(args.soup)}")
+        inputs = [(f"--soup #{i + 1}", d) for i, d in enumerate(args.soup)]
+    else:
+        if any(x is None for x in pair):
+            ap.error("expected --a, --b and --alpha (or --soup DIR DIR ...)")
+        if not 0.0 <= args.alpha <= 1.0:
+            ap.error(f"--alpha: expected a weight in [0, 1], got {args.alpha}")
+        inputs = [("--a", args.a), ("--b", args.b)]
+    for flag, d in inputs:
         if not (d / WEIGHTS).is_file():
             ap.error(f"{flag}: expected a checkpoint directory holding {WEIGHTS}, got {d}")
     if args.out.exists():
         ap.error(f"--out: {args.out} exists; expected a new directory")
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    mixed, changed = blend(load_file(args.a / WEIGHTS), load_file(args.b / WEIGHTS), args.alpha)
-    shutil.copytree(args.b, args.out, ignore=shutil.ignore_patterns(WEIGHTS, "train_state"))
-    save_file(mixed, str(args.out / WEIGHTS), metadata={"format": "pt"})
-    record = {"a": str(args.a), "a_sha256": sha256(args.a / WEIGHTS), "b": str(args.b),
-              "b_sha256": sha256(args.b / WEIGHTS), "alpha": args.alpha, "blended_tensors": len(changed)}
-    (args.out / "blend.json").write_text(json.dumps(record, indent=1) + "\n")
+    if args.soup is not None:
+        mixed, changed = soup([load_file(d / WEIGHTS) for d in args.soup])
+        record = {"soup": [{"path": str(d), "sha256": sha256(d / WEIGHTS)} for d in args.soup]}
+        how = f"averaged over {len(args.soup)} checkpoints"
+    else:
+        mixed, changed = blend(load_file(args.a / WEIGHTS), load_file(args.b / WEIGHTS), args.alpha)
+        record = {"a": str(args.a), "a_sha256": sha256(args.a / WEIGHTS), "b": str(args.b),
+                  "b_sha256": sha256(args.b / WEIGHTS), "alpha": args.alpha}
+        how = f"blended at alpha {args.alpha}"
+    write(args.out, args.soup[0] if args.soup is not None else args.b, mixed, dict(record, blended_tensors=len(changed)))
     groups = sorted({".".join(n.split(".")[:2]) for n in changed})
-    print(f"{args.out}: blended {len(changed)} of {len(mixed)} tensors at alpha {args.alpha} ({', '.join(groups)})")
+    print(f"{args.out}: {len(changed)} of {len(mixed)} tensors {how} ({', '.join(groups)})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -918,6 +918,44 @@ def test_blend_weights_mixes_only_what_differs(tmp_path):
                     "--out", str(tmp_path / "n")])
 
 
+def test_blend_weights_soup_is_the_uniform_mean(tmp_path):
+    """scripts/blend_weights.py --soup: three checkpoints average to their mean where they differ, the shared tensor
+    stays byte for byte, the first's files are kept and every input is listed; a lone checkpoint, a mixed command
+    line or a tensor of another shape stops with an error."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "blend_weights.py"
+    spec = importlib.util.spec_from_file_location("blend_weights", path)
+    blend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blend)
+    same = torch.arange(6, dtype=torch.float16).reshape(2, 3)
+    dirs = []
+    for i, value in enumerate((0.0, 1.0, 5.0)):
+        d = tmp_path / f"m{i}"
+        d.mkdir()
+        save_file({"expert.w": torch.full((4,), value, dtype=torch.float16), "lm.w": same.clone()},
+                  str(d / "model.safetensors"))
+        (d / "config.json").write_text(json.dumps({"member": i}))
+        dirs.append(str(d))
+    assert blend.main(["--soup", *dirs, "--out", str(tmp_path / "s")]) == 0
+    mixed = load_file(tmp_path / "s" / "model.safetensors")
+    assert mixed["expert.w"].dtype == torch.float16 and mixed["expert.w"].tolist() == [2.0] * 4
+    assert torch.equal(mixed["lm.w"], same)
+    assert json.loads((tmp_path / "s" / "config.json").read_text()) == {"member": 0}
+    record = json.loads((tmp_path / "s" / "blend.json").read_text())
+    assert [m["path"] for m in record["soup"]] == dirs and record["blended_tensors"] == 1
+    with pytest.raises(ValueError, match="checkpoint 2 is \\(5,\\)"):
+        blend.soup([{"expert.w": torch.zeros(4)}, {"expert.w": torch.zeros(5)}])
+    with pytest.raises(SystemExit):
+        blend.main(["--soup", dirs[0], "--out", str(tmp_path / "one")])
+    with pytest.raises(SystemExit):
+        blend.main(["--soup", *dirs, "--alpha", "0.5", "--out", str(tmp_path / "mixed")])
+
+
 def test_new_expert_keeps_everything_but_the_expert(tmp_path):
     """scripts/new_expert.py on a random tiny Nano: the ViT, adapter and LM weights come back byte for byte, the
     expert has the requested width, the checkpoint loads with it; a width the heads do not

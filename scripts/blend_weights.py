@@ -34,17 +34,24 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def check_same_layout(ref: dict, other: dict, ref_name: str, other_name: str) -> None:
+    """Stop unless both hold the same tensor names, each with the same shape and dtype (one architecture)."""
+    if set(ref) != set(other):
+        only = sorted(set(ref) ^ set(other))
+        raise ValueError(f"{other_name} holds different tensors from {ref_name}, e.g. {only[0]!r}: "
+                         "expected one architecture")
+    for name, t in other.items():
+        if t.shape != ref[name].shape or t.dtype != ref[name].dtype:
+            raise ValueError(f"{name}: {ref_name} is {tuple(ref[name].shape)} {ref[name].dtype}, {other_name} is "
+                             f"{tuple(t.shape)} {t.dtype}; expected the same shape and dtype")
+
+
 def blend(a: dict, b: dict, alpha: float) -> tuple[dict, list[str]]:
     """(1 - alpha) * a + alpha * b for each tensor that differs, in float32, cast back to b's dtype."""
-    if set(a) != set(b):
-        only = sorted(set(a) ^ set(b))
-        raise ValueError(f"the checkpoints hold different tensors, e.g. {only[0]!r}: expected one architecture")
+    check_same_layout(a, b, "A", "B")
     out, changed = {}, []
     for name, tb in b.items():
         ta = a[name]
-        if ta.shape != tb.shape or ta.dtype != tb.dtype:
-            raise ValueError(f"{name}: A is {tuple(ta.shape)} {ta.dtype}, B is {tuple(tb.shape)} {tb.dtype}; "
-                             "expected the same shape and dtype")
         if bool((ta == tb).all()):
             out[name] = tb
             continue
@@ -61,14 +68,7 @@ def soup(members: list[dict]) -> tuple[dict, list[str]]:
         raise ValueError(f"a soup needs at least two checkpoints, got {len(members)}")
     first = members[0]
     for i, other in enumerate(members[1:], start=2):
-        if set(other) != set(first):
-            only = sorted(set(first) ^ set(other))
-            raise ValueError(f"checkpoint {i} holds different tensors from the first, e.g. {only[0]!r}: "
-                             "expected one architecture")
-        for name, t in other.items():
-            if t.shape != first[name].shape or t.dtype != first[name].dtype:
-                raise ValueError(f"{name}: checkpoint 1 is {tuple(first[name].shape)} {first[name].dtype}, "
-                                 f"checkpoint {i} is {tuple(t.shape)} {t.dtype}; expected the same shape and dtype")
+        check_same_layout(first, other, "checkpoint 1", f"checkpoint {i}")
     out, changed = {}, []
     for name, t0 in first.items():
         if all(bool((m[name] == t0).all()) for m in members[1:]):
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = sorted({".".join(n.split(".")[:2]) for n in changed})
     print(f"{args.out}: {len(changed)} of {len(mixed)} tensors {how} ({', '.join(groups)})")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -312,6 +312,59 @@ def test_front_dropout_blanks_plain_action_examples_front_image_only_when_asked(
         _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--front-dropout", "1.5"])
 
 
+def test_arrival_share_draws_robot_examples_from_chunks_that_bring_the_jaw_to_the_object(data, data_dir, tmp_path):
+    """--arrival-share P --arrival-cm D: P of the action and depth_action examples come from frames whose jaw is
+    farther than D from the named object and whose 30-tick chunk comes within D (recomputed here from the cache's
+    offsets); questions keep theirs; with 0 the random stream is a run's without the option."""
+    ep = data.episodes[0]
+    recorded = ep["target_offset_m"]
+    n = len(recorded)
+    assert recorded.shape == (n, 3) and np.isfinite(recorded).all()
+    # This one touch demo (~30 frames) fits in one chunk, so its offsets are replaced for the test by a pick's
+    # shape: far, within 1 cm at frame 10 for three frames (the grasp), then away again (the carry to the bin).
+    dist_cm = np.where(np.arange(n) < 10, 12.0 - np.arange(n) * 0.5, 1.0)
+    dist_cm[13:] = 8.0
+    near_cm = 2.0
+    expected = [f for f in range(n) if dist_cm[f] > near_cm and dist_cm[f:f + 30].min() <= near_cm]
+    assert expected == list(range(10)) and n > 20
+    rng = np.random.default_rng
+    plain = [data.example_inputs("action", rng(s)) for s in range(40)]
+    ep["target_offset_m"] = np.stack([dist_cm / 100.0, np.zeros(n), np.zeros(n)], 1).astype(np.float32)
+    try:
+        assert data.use_arrival(1.0, near_cm) == {"touch": len(expected)}
+        assert data.arrival_index[:, 0].tolist() == [0] * len(expected)
+        assert data.arrival_index[:, 1].tolist() == expected
+        drawn = [data.example_inputs(style, rng(s)) for s in range(40) for style in ("action", "depth_action")]
+        question = data.example_inputs("qa", rng(0))
+        data.arrival_share = 0.5
+        half = [data.example_inputs("action", rng(s)) for s in range(200)]
+    finally:
+        data.arrival_share, data.arrival_index = 0.0, np.zeros((0, 2), np.int64)
+        ep["target_offset_m"] = recorded
+    frame_of = {ep["state"][f].tobytes(): f for f in range(n)}
+    assert {frame_of[d["state"].tobytes()] for d in drawn} <= set(expected)
+    assert len({frame_of[d["state"].tobytes()] for d in drawn}) > 1
+    share = np.mean([frame_of[h["state"].tobytes()] in expected for h in half])
+    uniform = len(expected) / n
+    assert 0.5 + 0.5 * uniform - 0.15 < share < 0.5 + 0.5 * uniform + 0.15, (share, uniform)
+    assert question["style"] == "qa"
+    assert [data.example_inputs("action", rng(s))["state"].tolist() for s in range(40)] == \
+        [p["state"].tolist() for p in plain]
+    # the command on the recorded offsets: a touch demo ends with the jaw beside the object, so within its own
+    # closest approach + 1 cm some chunk arrives, and within half of it none does
+    closest_cm = float(np.linalg.norm(recorded, axis=1).min() * 100.0)
+    out = tmp_path / "arr"
+    assert _train(["--data", str(data_dir), "--out", str(out), "--steps", "1", "--arrival-share", "0.5",
+                   "--arrival-cm", str(closest_cm + 1.0)]) == 0
+    saved = json.loads((out / "training_args.json").read_text())
+    assert saved["config"]["arrival_share"] == 0.5 and saved["arrival_frames"]["touch"] > 0
+    with pytest.raises(ValueError, match="expected a share"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--arrival-share", "2"])
+    with pytest.raises(ValueError, match="no demo frame"):
+        _train(["--data", str(data_dir), "--out", str(tmp_path / "bad2"), "--steps", "1", "--arrival-share", "0.5",
+                "--arrival-cm", str(closest_cm * 0.5)])
+
+
 def test_shift_augment_moves_picture_points_and_mask_together(data, data_dir, tmp_path):
     """--shift-augment F: a question's picture moves by whole pixels (up to F of its side) and the answer's points
     and grounding mask by the same pixels, so the moved point shows what the original point showed; answers that

@@ -115,6 +115,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--front-dropout", type=float, default=0.0, metavar="P",
                    help="blank a plain action example's front image (mid-grey) with probability P (0 = off): "
                         "the wrist camera then has to carry the reach")
+    n.add_argument("--arrival-share", type=float, default=0.0, metavar="P",
+                   help="draw this share of robot examples from arrival chunks, the ones that bring the jaw within "
+                        "--arrival-cm of the named object (0 = off: frames uniform)")
+    n.add_argument("--arrival-cm", type=float, default=2.0, metavar="CM",
+                   help="how near the jaw's midpoint comes to the object's centre in an arrival chunk")
     n.add_argument("--shift-augment", type=float, default=0.0, metavar="F",
                    help="move each question's picture by whole pixels up to F of its side in x and y (0 = off), "
                         "the answer's points and grounding mask with it; e.g. 0.08, half a 6x6 token cell")
@@ -301,6 +306,7 @@ def run_nano(args: argparse.Namespace) -> int:
                       expert_only=args.expert_only,
                       ordinal_state=args.ordinal_state, state_noise=args.state_noise,
                       front_dropout=args.front_dropout, shift_augment=args.shift_augment,
+                      arrival_share=args.arrival_share, arrival_cm=args.arrival_cm,
                       ground_weight=args.ground_weight, ground_layer=args.ground_layer, ground_head=args.ground_head,
                       ground_actions=args.ground_actions, ground_actions_first=args.ground_actions_first,
                       reach_weight=args.reach_weight, reach_layer=args.reach_layer,

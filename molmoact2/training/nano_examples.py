@@ -91,6 +91,8 @@ class NanoTrainData:
         self.state_noise = 0.0  # > 0: robot examples' states get Gaussian noise of this fraction of each joint's range
         self.front_dropout = 0.0  # > 0: action examples' front image is blanked with this probability
         self.shift_frac = 0.0  # > 0: question pictures move by up to this share of the side, points with them
+        self.arrival_share = 0.0  # > 0: this share of robot examples come from arrival chunks (use_arrival())
+        self.arrival_index: np.ndarray = np.zeros((0, 2), np.int64)
         self.fast_ids: list[list[list[int] | None]] = []
         self.fast_failures = 0
         if action_tokenizer is not None:
@@ -224,6 +226,9 @@ class NanoTrainData:
         index = self.index
         if self.ground_actions and self.ground_first and style in ("action", "depth_action") and rng.random() < 0.5:
             index = index[index[:, 1] < self.ground_first]  # the frames where only the words name the object
+        if self.arrival_share > 0 and style in ("action", "depth_action") and rng.random() < self.arrival_share:
+            # drawn only when asked, so every other run's random stream is unchanged
+            index = self.arrival_index
         e, f = (int(v) for v in index[int(rng.integers(len(index)))])
         kw = self.frame_inputs(style, e, f)
         if self.state_noise > 0:  # drawn only when asked, so every other run's random stream is unchanged
@@ -271,6 +276,35 @@ class NanoTrainData:
         o = self.episodes[episode]["target_offset_m"]
         idx = np.minimum(np.arange(frame, frame + self.horizon), len(o) - 1)
         return (o[idx] - self.offset_stats[0]) / self.offset_stats[1]
+
+    def use_arrival(self, share: float, near_cm: float) -> dict[str, int]:
+        """Draw `share` of the robot examples from arrival chunks: frames where the jaw is farther than `near_cm`
+        from the named object's centre and some tick of the 30-tick chunk from there comes within it (the chunk
+        that brings the jaw to the object: the grasp of a pick, the last centimetres of a touch). Why: they are
+        ~1 in 10 demo frames, and the closed loop's failures are mostly there (the jaw closes a few centimetres
+        short). Returns the arrival frames per task."""
+        missing = [i for i, ep in enumerate(self.episodes) if "target_offset_m" not in ep]
+        if missing:
+            raise ValueError(f"--arrival-share: episode {missing[0]} has no object-minus-jaw offsets "
+                             f"(target_offset_m): its cache was built before they were recorded; rebuild it with "
+                             f"`molmoact2 train data`")
+        rows, per_task = [], {}
+        tasks = [e.get("task", "?") for e in self.meta.get("episodes", [])]
+        for i, ep in enumerate(self.episodes):
+            dist_cm = np.linalg.norm(ep["target_offset_m"], axis=1) * 100.0
+            n = len(dist_cm)
+            # the nearest the jaw gets within each chunk [f, f + 30), the episode's last frames' chunks shorter
+            ahead = np.array([dist_cm[f:f + self.horizon].min() for f in range(n)])
+            frames = np.flatnonzero((dist_cm > near_cm) & (ahead <= near_cm))
+            rows += [(i, int(f)) for f in frames]
+            task = tasks[i] if i < len(tasks) else "?"
+            per_task[task] = per_task.get(task, 0) + len(frames)
+        if not rows:
+            raise ValueError(f"--arrival-share: no demo frame's chunk brings the jaw within {near_cm} cm of its "
+                             f"object (--arrival-cm); expected some in pick_place and touch demos")
+        self.arrival_index = np.asarray(rows, np.int64)
+        self.arrival_share = share
+        return per_task
 
     def noisy_state(self, state: Any, rng: np.random.Generator) -> np.ndarray:
         """`state` plus N(0, (state_noise * range)^2) per joint, range = the state stats' q99 - q01 (else max - min)."""

@@ -116,6 +116,12 @@ class TrainConfig:
     # plan the object-minus-jaw vector there (demo caches' `target_offset_m`). Why: probe_grasp.py found the grasp
     # closes on schedule but 3-4 cm off the object. Trains only the expert, so it runs with expert_only.
     offset_weight: float = 0.0
+    # Share of robot examples drawn from arrival chunks (NanoTrainData.use_arrival: the chunk that brings the jaw
+    # within arrival_cm of the named object; 0 = off, frames uniform). Why: probe_grasp.py found the grasp closes a
+    # few centimetres short, and those chunks are ~1 in 10 demo frames (at 2 cm only pick_place has them).
+    # Measured no better than its control (docs/nano_experiments.md#arrival): an option only.
+    arrival_share: float = 0.0
+    arrival_cm: float = 2.0
 
     def lr_at(self, step: int) -> float:
         """Learning rate for (0-based) step `step`."""
@@ -378,6 +384,17 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
             raise ValueError("offset_weight (--offset-weight) trains on continuous action chunks, and --mix has "
                              "action=0 and depth_action=0: give one of them a share")
         data.use_offset()
+    if not 0.0 <= cfg.arrival_share <= 1.0:
+        raise ValueError(f"arrival_share (--arrival-share): expected a share 0..1, got {cfg.arrival_share}")
+    if cfg.arrival_cm <= 0:
+        raise ValueError(f"arrival_cm (--arrival-cm): expected a distance > 0 cm, got {cfg.arrival_cm}")
+    if cfg.arrival_share > 0:
+        if cfg.mix.action + cfg.mix.depth_action <= 0:
+            raise ValueError("arrival_share (--arrival-share) picks the frames of robot examples, and --mix has "
+                             "action=0 and depth_action=0: give one of them a share")
+        arrival_frames = data.use_arrival(cfg.arrival_share, cfg.arrival_cm)
+        print(f"arrival chunks (jaw comes within {cfg.arrival_cm:g} cm), drawn for {cfg.arrival_share:.0%} of robot "
+              f"examples: " + ", ".join(f"{t} {n}" for t, n in sorted(arrival_frames.items())), file=sys.stderr)
     if data.norm_stats is None:
         raise ValueError(f"{data_dir}: question scenes only; list a demo cache from `molmoact2 train data` first "
                          f"(its norm stats are the checkpoint's)")
@@ -419,6 +436,8 @@ def train(data_dir: str | os.PathLike | list[str | os.PathLike], out: str | os.P
                 "data_scenes": len(data.scene_images), "data_questions": len(data.qa),
                 "data_frames": data.meta["frames"], "data_episodes": len(data.episodes),
                 "fast_failures": data.fast_failures}
+        if cfg.arrival_share > 0:
+            args["arrival_frames"] = arrival_frames
         if cfg.init_from:
             args["init_from"] = init_provenance(cfg.init_from)
         (out / "training_args.json").write_text(json.dumps(args, indent=1))

@@ -280,9 +280,9 @@ class NanoTrainData:
     def use_arrival(self, share: float, near_cm: float) -> dict[str, int]:
         """Draw `share` of the robot examples from arrival chunks: frames where the jaw is farther than `near_cm`
         from the named object's centre and some tick of the 30-tick chunk from there comes within it (the chunk
-        that brings the jaw to the object: the grasp of a pick, the last centimetres of a touch). Why: they are
-        ~1 in 10 demo frames, and the closed loop's failures are mostly there (the jaw closes a few centimetres
-        short). Returns the arrival frames per task."""
+        that brings the jaw to the object; at 2 cm, a pick's grasp: a touch or push leaves the jaw beside the
+        object). Why: they are ~1 in 10 demo frames, and the closed loop's picks fail there (the jaw closes a few
+        centimetres short). Returns the arrival frames per task."""
         missing = [i for i, ep in enumerate(self.episodes) if "target_offset_m" not in ep]
         if missing:
             raise ValueError(f"--arrival-share: episode {missing[0]} has no object-minus-jaw offsets "
@@ -301,7 +301,7 @@ class NanoTrainData:
             per_task[task] = per_task.get(task, 0) + len(frames)
         if not rows:
             raise ValueError(f"--arrival-share: no demo frame's chunk brings the jaw within {near_cm} cm of its "
-                             f"object (--arrival-cm); expected some in pick_place and touch demos")
+                             f"object (--arrival-cm); expected some in pick_place demos (touch and push demos need ~4 cm)")
         self.arrival_index = np.asarray(rows, np.int64)
         self.arrival_share = share
         return per_task

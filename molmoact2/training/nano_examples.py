@@ -301,7 +301,8 @@ class NanoTrainData:
             per_task[task] = per_task.get(task, 0) + len(frames)
         if not rows:
             raise ValueError(f"--arrival-share: no demo frame's chunk brings the jaw within {near_cm} cm of its "
-                             f"object (--arrival-cm); expected some in pick_place demos (touch and push demos need ~4 cm)")
+                             f"object (--arrival-cm); expected some in pick_place demos (a touch or push leaves the jaw "
+                             f"beside its object: try a larger --arrival-cm)")
         self.arrival_index = np.asarray(rows, np.int64)
         self.arrival_share = share
         return per_task

@@ -14,6 +14,12 @@ the first directory's other files, and `blend.json` lists every input with its s
 
     .venv/bin/python scripts/blend_weights.py --soup /tmp/tt3 /tmp/cpk /tmp/mis --out /tmp/soup3   # Nano since 2026-12-07
 
+`--extrapolate` allows alpha above 1, past B on the line from A (B + (alpha - 1) * (B - A)): when B is a soup of A
+and its re-fits, alpha 1.5 is exactly the mean of the re-fits without A, alpha 2 goes on beyond them.
+
+    .venv/bin/python scripts/blend_weights.py --a /tmp/tt3_nano/assets/nano --b assets/nano --alpha 1.5 \
+        --extrapolate --out /tmp/xsoup15
+
 Only tensors that differ are blended; every name, shape and dtype must match, else it stops and names the first
 mismatch (blending unrelated checkpoints is meaningless).
 """
@@ -94,23 +100,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--a", type=Path, help="checkpoint directory at alpha = 0")
     ap.add_argument("--b", type=Path, help="checkpoint directory at alpha = 1 (its other files are kept)")
-    ap.add_argument("--alpha", type=float, help="weight of B, in [0, 1]")
+    ap.add_argument("--alpha", type=float, help="weight of B, in [0, 1] (up to 3 with --extrapolate)")
+    ap.add_argument("--extrapolate", action="store_true",
+                    help="allow alpha above 1: a point past B on the line from A (why: see the docstring)")
     ap.add_argument("--soup", nargs="+", type=Path, metavar="DIR",
                     help="instead of --a/--b/--alpha: average these checkpoints uniformly (the first's files are kept)")
     ap.add_argument("--out", required=True, type=Path, help="new checkpoint directory (must not exist)")
     args = ap.parse_args(argv)
     pair = (args.a, args.b, args.alpha)
     if args.soup is not None:
-        if any(x is not None for x in pair):
-            ap.error("--soup replaces --a/--b/--alpha; expected one or the other")
+        if any(x is not None for x in pair) or args.extrapolate:
+            ap.error("--soup replaces --a/--b/--alpha/--extrapolate; expected one or the other")
         if len(args.soup) < 2:
             ap.error(f"--soup: expected at least two checkpoint directories, got {len(args.soup)}")
         inputs = [(f"--soup #{i + 1}", d) for i, d in enumerate(args.soup)]
     else:
         if any(x is None for x in pair):
             ap.error("expected --a, --b and --alpha (or --soup DIR DIR ...)")
-        if not 0.0 <= args.alpha <= 1.0:
-            ap.error(f"--alpha: expected a weight in [0, 1], got {args.alpha}")
+        # Past 3 the step beyond B is twice the whole A->B distance: no longer "near the fine-tunes' basin".
+        top = 3.0 if args.extrapolate else 1.0
+        if not 0.0 <= args.alpha <= top:
+            more = "" if args.extrapolate else " (above 1 only with --extrapolate)"
+            ap.error(f"--alpha: expected a weight in [0, {top:g}]{more}, got {args.alpha}")
         inputs = [("--a", args.a), ("--b", args.b)]
     for flag, d in inputs:
         if not (d / WEIGHTS).is_file():
@@ -127,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         mixed, changed = blend(load_file(args.a / WEIGHTS), load_file(args.b / WEIGHTS), args.alpha)
         record = {"a": str(args.a), "a_sha256": sha256(args.a / WEIGHTS), "b": str(args.b),
-                  "b_sha256": sha256(args.b / WEIGHTS), "alpha": args.alpha}
+                  "b_sha256": sha256(args.b / WEIGHTS), "alpha": args.alpha, "extrapolate": args.extrapolate}
         how = f"blended at alpha {args.alpha}"
     write(args.out, args.soup[0] if args.soup is not None else args.b, mixed, dict(record, blended_tensors=len(changed)))
     groups = sorted({".".join(n.split(".")[:2]) for n in changed})

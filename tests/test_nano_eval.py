@@ -883,7 +883,8 @@ def test_carry_probe_sees_the_expert_release_over_the_bin():
 
 def test_blend_weights_mixes_only_what_differs(tmp_path):
     """scripts/blend_weights.py: alpha 0 / 1 give A / B back, 0.25 a quarter of the way to B for the tensors that
-    differ, in B's dtype; the other files are B's; a shape mismatch or an out-of-range alpha stops with an error."""
+    differ, in B's dtype; the other files are B's; --extrapolate allows a point past B; a shape mismatch or an out-of-range
+    alpha stops with an error."""
     import importlib.util
     from pathlib import Path
 
@@ -916,6 +917,14 @@ def test_blend_weights_mixes_only_what_differs(tmp_path):
     with pytest.raises(SystemExit):
         blend.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--alpha", "1.5",
                     "--out", str(tmp_path / "n")])
+    # past B only when asked: 1.5 is B plus half of B - A; 3.5 is refused even then
+    assert blend.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--alpha", "1.5", "--extrapolate",
+                       "--out", str(tmp_path / "x")]) == 0
+    assert load_file(tmp_path / "x" / "model.safetensors")["expert.w"].tolist() == [3.0] * 4
+    assert json.loads((tmp_path / "x" / "blend.json").read_text())["extrapolate"] is True
+    with pytest.raises(SystemExit):
+        blend.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--alpha", "3.5", "--extrapolate",
+                    "--out", str(tmp_path / "y")])
 
 
 def test_blend_weights_soup_is_the_uniform_mean(tmp_path):

@@ -9,7 +9,8 @@ is judged on all of them at once here, with the same arithmetic: each layout's s
 minus old, the mean over layouts and its 95% interval (`compare_draws.paired_row`). Without --old: one model's
 rate per task over every layout, with the 95% interval of that mean over layouts (how far as many new layouts of
 the same kind could put it). Reads
-docs/results/nano_eval_{NAME}_seeds{SET}{,_noise1,_noise2}_continuous.json (the naming of the README's commands).
+docs/results/nano_eval_{NAME}_seeds{SET}{,_noise1,_noise2}_continuous.json (the naming of the README's commands);
+`--mode think` reads the `_think.json` records of the same sets instead.
 """
 
 from __future__ import annotations
@@ -27,20 +28,20 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 TASKS = ("pick_place", "push_left", "push_right", "touch")
 
 
-def layout_rates(paths: list[Path]) -> dict[tuple[str, int], float]:
-    """(task, seed) -> success rate over the records (draws) that ran it (continuous mode, own targets)."""
+def layout_rates(paths: list[Path], mode: str = "continuous") -> dict[tuple[str, int], float]:
+    """(task, seed) -> success rate over the records (draws) that ran it (rollouts of `mode`, own targets)."""
     from molmoact2.evaluation.report import own_rollouts
 
     runs = defaultdict(list)
     for path in paths:
         for r in own_rollouts(json.loads(path.read_text())["rollouts"]):
-            if r["mode"] == "continuous":
+            if r["mode"] == mode:
                 runs[(r["task"], int(r["seed"]))].append(bool(r["success"]))
     return {k: float(np.mean(v)) for k, v in runs.items()}
 
 
-def records(name: str, sets: list[str], draws: int) -> list[Path]:
-    paths = [RESULTS / f"nano_eval_{name}_seeds{s}{'' if d == 0 else f'_noise{d}'}_continuous.json"
+def records(name: str, sets: list[str], draws: int, mode: str = "continuous") -> list[Path]:
+    paths = [RESULTS / f"nano_eval_{name}_seeds{s}{'' if d == 0 else f'_noise{d}'}_{mode}.json"
              for s in sets for d in range(draws)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -48,13 +49,14 @@ def records(name: str, sets: list[str], draws: int) -> list[Path]:
     return paths
 
 
-def one_model(name: str, sets: list[str], draws: int, tasks: tuple[str, ...] = TASKS) -> int:
+def one_model(name: str, sets: list[str], draws: int, tasks: tuple[str, ...] = TASKS,
+              mode: str = "continuous") -> int:
     """One model's success per task over every layout of the sets: the mean of the layouts' rates over their draws,
     with a normal 95% interval over layouts (the layouts, not the draws, are the independent samples)."""
     from molmoact2.evaluation.compare_draws import _Z95  # the same normal quantile as the paired intervals
 
-    rates = {k: v for k, v in layout_rates(records(name, sets, draws)).items() if k[0] in tasks}
-    print(f"{name}, sets from {', '.join(sets)}, {draws} draws each\n")
+    rates = {k: v for k, v in layout_rates(records(name, sets, draws, mode), mode).items() if k[0] in tasks}
+    print(f"{name}, {mode}, sets from {', '.join(sets)}, {draws} draws each\n")
     print("| task | layouts | success (95% interval) |\n|---|---|---|")
     every = "all tasks" if tasks == TASKS else "these tasks"
     for task in (every, *tasks):
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", default=None,
                     help="only these tasks' layouts, comma-separated (e.g. pick_place, when one model's records "
                          "ran that task alone); default: every task")
+    ap.add_argument("--mode", default="continuous", choices=("continuous", "think"),
+                    help="which records and rollouts: *_continuous.json (default) or *_think.json")
     a = ap.parse_args(argv)
     tasks = TASKS if a.tasks is None else tuple(t.strip() for t in a.tasks.split(",") if t.strip())
     unknown = sorted(set(tasks) - set(TASKS))
@@ -83,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = [s.strip() for s in a.sets.split(",") if s.strip()]
     if a.old is None:
-        return one_model(a.new, sets, a.draws, tasks)
-    old, new = ({k: v for k, v in layout_rates(records(n, sets, a.draws)).items() if k[0] in tasks}
+        return one_model(a.new, sets, a.draws, tasks, a.mode)
+    old, new = ({k: v for k, v in layout_rates(records(n, sets, a.draws, a.mode), a.mode).items() if k[0] in tasks}
                 for n in (a.old, a.new))
     if sorted(old) != sorted(new):
         raise SystemExit("pool_draws: the two models ran different layouts; expected the same seeds and tasks")
-    print(f"{a.old} vs {a.new}, sets from {', '.join(sets)}, {a.draws} draws each\n")
+    print(f"{a.old} vs {a.new}, {a.mode}, sets from {', '.join(sets)}, {a.draws} draws each\n")
     print("| task | layouts | old | new | new - old (95% interval), points | verdict |\n|---|---|---|---|---|---|")
     every = "all tasks" if tasks == TASKS else "these tasks"
     for task in (every, *tasks):

@@ -576,6 +576,13 @@ def test_pool_draws_pairs_layouts_over_sets(capsys):
         pool.main(["--old", "tt3", "--new", "rbcpp", "--sets", "170000"])
     with pytest.raises(SystemExit, match="--tasks expected some of"):
         pool.main(["--new", "tt3", "--sets", "170000", "--tasks", "pick"])
+    # Think records: the same arithmetic over the *_think.json files, counting only Think rollouts
+    assert pool.main(["--old", "tt3", "--new", "soup3", "--sets", "140000", "--mode", "think"]) == 0
+    out = capsys.readouterr().out
+    think = pool.layout_rates(pool.records("soup3", ["140000"], 3, "think"), "think")
+    assert len(think) == 200 and "think, sets from 140000" in out
+    assert f"{100 * sum(think.values()) / 200:.1f}%" in out
+    assert pool.layout_rates(pool.records("soup3", ["140000"], 3, "think")) == {}  # no continuous rollouts there
 
 
 def test_head_reading_measures_one_head_on_the_models_own_points(heldout_dir, tmp_path):

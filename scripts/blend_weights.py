@@ -15,7 +15,7 @@ the first directory's other files, and `blend.json` lists every input with its s
     .venv/bin/python scripts/blend_weights.py --soup /tmp/tt3 /tmp/cpk /tmp/mis --out /tmp/soup3   # Nano since 2026-12-07
 
 `--extrapolate` allows alpha above 1, past B on the line from A (B + (alpha - 1) * (B - A)): when B is a soup of A
-and its re-fits, alpha 1.5 is exactly the mean of the re-fits without A, alpha 2 goes on beyond them.
+and its re-fits, alpha 1.5 is the mean of the re-fits without A (up to B's stored rounding), alpha 2 goes on beyond.
 
     .venv/bin/python scripts/blend_weights.py --a /tmp/tt3_nano/assets/nano --b assets/nano --alpha 1.5 \
         --extrapolate --out /tmp/xsoup15
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if any(x is None for x in pair):
             ap.error("expected --a, --b and --alpha (or --soup DIR DIR ...)")
-        # Past 3 the step beyond B is twice the whole A->B distance: no longer "near the fine-tunes' basin".
+        # Past 3 the step beyond B exceeds twice the whole A->B distance: no longer near the fine-tunes' basin.
         top = 3.0 if args.extrapolate else 1.0
         if not 0.0 <= args.alpha <= top:
             more = "" if args.extrapolate else " (above 1 only with --extrapolate)"

@@ -890,8 +890,8 @@ def test_carry_probe_sees_the_expert_release_over_the_bin():
 
 def test_blend_weights_mixes_only_what_differs(tmp_path):
     """scripts/blend_weights.py: alpha 0 / 1 give A / B back, 0.25 a quarter of the way to B for the tensors that
-    differ, in B's dtype; the other files are B's; --extrapolate allows a point past B; a shape mismatch or an out-of-range
-    alpha stops with an error."""
+    differ, in B's dtype; the other files are B's; --extrapolate allows a point past B; a shape mismatch or an
+    out-of-range alpha stops with an error."""
     import importlib.util
     from pathlib import Path
 
